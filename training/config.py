@@ -1,0 +1,155 @@
+"""TrainConfig: every knob of a run, typed, strict, with defaults in one place.
+
+Load order: defaults -> YAML file -> `--set section.key=value` overrides. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from training.assets import DEFAULT_STUDENT, DEFAULT_TEACHER
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    data_dir: str = Field("../shared/data", description="Folder with the bundled datasets (env FLIPMATCH_DATA_DIR).")
+    sources: list[str] = Field(
+        default_factory=lambda: ["banking77", "medical_question_pairs"],
+        description="Named pair sources: banking77, medical_question_pairs, medical_rqe, or file:<path>.",
+    )
+    file_columns: dict[str, str] = Field(
+        default_factory=lambda: {"text_a": "text_a", "text_b": "text_b", "label": "label"},
+        description="Column names for user CSV/JSONL files (file:<path> sources).",
+    )
+    max_train_anchors: int = Field(2000, description="Training anchors per source (each gives a pos and a neg pair).")
+    dev_queries_per_intent: int = Field(3, description="Banking77 dev queries held out per intent.")
+    faq_alternates_per_intent: int = Field(5, description="Train questions per intent in the eval FAQ corpus.")
+    max_eval_pairs: int = Field(150, description="Pairs per pair-matching dev/test set (subset for CPU speed).")
+    max_test_queries: int = Field(770, description="Banking77 test queries used for the final report.")
+    seed: int = 13
+
+
+class TeacherConfig(_Section):
+    model: str = Field(DEFAULT_TEACHER, description="Teacher: packaged default, HF id or local path.")
+    finetune: bool = Field(True, description="Fine-tune the teacher on the training pairs before distilling.")
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 2e-5
+    max_seq_length: int = 64
+    output: str | None = Field(None, description="Where train-teacher saves; default <run>/teacher.")
+    cache_scores: bool = Field(False, description="Cache teacher embeddings of training texts on disk.")
+
+
+class StudentConfig(_Section):
+    model: str = Field(DEFAULT_STUDENT, description="Decoder-only LM: packaged default, HF id or local path.")
+    pooling: Literal["lasttoken", "mean"] = Field("lasttoken", description="Pool over tokens; lasttoken reads the EOS.")
+    max_seq_length: int = 64
+    gradient_checkpointing: bool = False
+
+
+class LoraSection(_Section):
+    rank: int = Field(16, description="LoRA rank of the block projections.")
+    alpha: float = Field(32.0, description="LoRA alpha of the block projections.")
+    dropout: float = 0.05
+    targets: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Linear projections in every block that get LoRA.",
+    )
+    top_layers: int | None = Field(
+        None, description="Only the top N blocks get LoRA (None = all). Backward then stops early: CPU speed."
+    )
+    readout_rank: int = Field(256, description="Rank r of the LM-head LoRA; its A output is the embedding.")
+
+
+class LossConfig(_Section):
+    contrastive: Literal["mcl", "arccse", "kdmcse", "none"] = Field("mcl", description="Contrastive term.")
+    supervised_weight: float = 1.0
+    sup_temperature: float = Field(0.05, description="InfoNCE temperature of L_sup.")
+    distill_weight: float = Field(1.0, description="lambda_dist; 0 disables L_dist.")
+    teacher_temperature: float = Field(0.05, description="tau_t of the teacher row softmax in L_dist.")
+    student_temperature: float = Field(0.05, description="tau_s of the student row softmax in L_dist.")
+    contrastive_weight: float = Field(1.0, description="lambda_mcl (or the ArcCSE/KDMCSE weight).")
+    margin: float = Field(0.06, description="m_c: inter-class angular margin (radians).")
+    filter: bool = Field(True, description="Dual-threshold filter on/off.")
+    filter_pos_threshold: float = Field(0.5, description="tau_pos: drop positives the teacher scores below.")
+    filter_neg_threshold: float = Field(0.5, description="tau_neg: drop negatives the teacher scores above.")
+
+
+class OptimConfig(_Section):
+    lr: float = Field(3e-5, description="AdamW peak learning rate (paper default).")
+    warmup: float = Field(0.05, description="Warmup fraction of the steps.")
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    batch_pairs: int = Field(32, description="Pairs per step (anchors come with their pos and neg pair).")
+    steps: int = 300
+    max_minutes: float | None = Field(None, description="Stop training after this wall time (minutes).")
+    bf16: Literal["auto", "on", "off"] = Field("auto", description="bf16 autocast when the hardware supports it.")
+
+
+class RunConfig(_Section):
+    output_dir: str = "runs/default"
+    seed: int = 42
+    eval_every: int = Field(100, description="Dev evaluation every N steps (best checkpoint kept).")
+    checkpoint_every: int = 100
+    log_every: int = 10
+    resume: bool = Field(True, description="Resume from output_dir/checkpoint if present.")
+    device: str = Field("auto", description="auto, cpu or cuda.")
+
+
+class TrainConfig(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    lora: LoraSection = Field(default_factory=LoraSection)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.optim.batch_pairs < 2:
+            raise ValueError("optim.batch_pairs must be >= 2: in-batch similarities need several pairs")
+        if not 0 <= self.loss.margin < 1.5:
+            raise ValueError("loss.margin is an angle in radians; expected 0 <= m_c < 1.5")
+        return self
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=value` overrides (value parsed as YAML) to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        dotted, value = item.split("=", 1)
+        node = raw
+        *parents, leaf = dotted.strip().split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {key!r} is not a section")
+        node[leaf] = _parse_scalar(value)
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text())
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config file must be a YAML mapping")
+        raw = loaded
+    return TrainConfig.model_validate(apply_overrides(raw, overrides or []))
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))

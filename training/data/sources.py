@@ -1,0 +1,177 @@
+"""Named adapters for the bundled datasets: name -> TaskData (train units, dev and test sets).
+
+Every split is fixed by `data.seed` and recorded in the run folder. Teacher embeddings (for hard-negative
+mining) come in as a callable, so this module never loads a model.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from training.config import DataConfig
+from training.data.pairs import Pair, PairSet, RetrievalSet, TaskData, read_pairs
+
+EmbedFn = Callable[[list[str]], np.ndarray]  # texts -> (N, D) L2-normalised
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise ValueError(f"data file {path} not found; set data.data_dir (or FLIPMATCH_DATA_DIR) to the data folder")
+    return path
+
+
+def _read_banking77(path: Path) -> dict[str, list[str]]:
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    with _need(path).open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            by_intent[row["category"]].append(row["text"].strip())
+    return dict(sorted(by_intent.items()))
+
+
+def banking77(cfg: DataConfig, embed: EmbedFn) -> TaskData:
+    """Same intent = positive; hard negative = the teacher's nearest query of another intent."""
+    rng = random.Random(cfg.seed)
+    root = Path(cfg.data_dir) / "banking77"
+    train, test = _read_banking77(root / "train.csv"), _read_banking77(root / "test.csv")
+    dev_q, dev_l, faq_t, faq_l = [], [], [], []
+    pool: list[tuple[str, str]] = []
+    for intent, texts in train.items():
+        texts = texts[:]
+        rng.shuffle(texts)
+        n_dev, n_faq = cfg.dev_queries_per_intent, cfg.faq_alternates_per_intent
+        dev_q += texts[:n_dev]
+        dev_l += [intent] * len(texts[:n_dev])
+        faq_t += texts[n_dev : n_dev + n_faq]
+        faq_l += [intent] * len(texts[n_dev : n_dev + n_faq])
+        pool += [(t, intent) for t in texts[n_dev + n_faq :]]
+    rng.shuffle(pool)
+    anchors = pool[: cfg.max_train_anchors]
+    # Mine among a bounded candidate pool: enough for hard negatives, cheap to embed on CPU.
+    candidates = pool[: max(cfg.max_train_anchors * 2, 500)]
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for text, intent in candidates:
+        by_intent[intent].append(text)
+    cand_vecs = embed([t for t, _ in candidates])
+    anchor_vecs = embed([t for t, _ in anchors])
+    sims = anchor_vecs @ cand_vecs.T  # (A, C)
+    cand_intents = np.array([i for _, i in candidates])
+    units: list[tuple[Pair, ...]] = []
+    for row, (text, intent) in enumerate(anchors):
+        positives = [t for t in by_intent[intent] if t != text]
+        if not positives:
+            continue
+        scores = np.where(cand_intents == intent, -np.inf, sims[row])
+        top = np.argsort(-scores)[:5]
+        negative, neg_intent = candidates[int(rng.choice(top))]
+        units.append(
+            (
+                Pair(text, rng.choice(positives), 1, intent, intent),
+                Pair(text, negative, 0, intent, neg_intent),
+            )
+        )
+    test_q, test_l = _stratified(test, cfg.max_test_queries, rng)
+    return TaskData(
+        train=units,
+        dev=[RetrievalSet("banking77", faq_t, faq_l, dev_q, dev_l)],
+        test=[RetrievalSet("banking77", faq_t, faq_l, test_q, test_l)],
+    )
+
+
+def _stratified(by_label: dict[str, list[str]], limit: int, rng: random.Random) -> tuple[list[str], list[str]]:
+    per = max(1, limit // max(1, len(by_label)))
+    texts, labels = [], []
+    for label, items in by_label.items():
+        chosen = rng.sample(items, min(per, len(items)))
+        texts += chosen
+        labels += [label] * len(chosen)
+    return texts, labels
+
+
+def _split_units(units: list[tuple[Pair, ...]], seed: int) -> tuple[list, list, list]:
+    rng = random.Random(seed)
+    units = units[:]
+    rng.shuffle(units)
+    n = len(units)
+    return units[: int(n * 0.7)], units[int(n * 0.7) : int(n * 0.85)], units[int(n * 0.85) :]
+
+
+def _pairset(name: str, units: list[tuple[Pair, ...]], limit: int) -> PairSet:
+    return PairSet(name, [p for unit in units for p in unit][:limit])
+
+
+def medical_question_pairs(cfg: DataConfig, embed: EmbedFn) -> TaskData:  # noqa: ARG001 - uniform signature
+    """Curai MQP: doctor-written similar (1) and related-but-different (0) rewrites; split by question_1."""
+    by_question: dict[str, list[Pair]] = defaultdict(list)
+    ids: dict[str, str] = {}
+    with _need(Path(cfg.data_dir) / "medical_question_pairs" / "mqp.csv").open(encoding="utf-8", newline="") as fh:
+        for number, row in enumerate(csv.reader(fh), start=1):
+            if len(row) != 4:
+                raise ValueError(f"mqp.csv:{number}: expected 4 columns (dr_id, q1, q2, label), got {len(row)}")
+            _, q1, q2, label = row
+            gid = ids.setdefault(q1, f"mqp:{len(ids)}")
+            y = int(label)
+            by_question[q1].append(Pair(q1, q2, y, gid, gid if y else None))
+    train, dev, test = _split_units([tuple(v) for v in by_question.values()], cfg.seed)
+    return TaskData(
+        train=train[: cfg.max_train_anchors],
+        dev=[_pairset("mqp", dev, cfg.max_eval_pairs)],
+        test=[_pairset("mqp", test, cfg.max_eval_pairs)],
+    )
+
+
+def medical_rqe(cfg: DataConfig, embed: EmbedFn) -> TaskData:  # noqa: ARG001
+    """RQE: does the FAQ question answer the consumer question. Validation split halves into dev and test."""
+    root = Path(cfg.data_dir) / "medical_rqe"
+
+    def read(name: str) -> list[tuple[Pair, ...]]:
+        units = []
+        with _need(root / name).open(encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                units.append((Pair(row["chq"], row["faq"], int(row["label"])),))
+        return units
+
+    train, valid = read("rqe_train.jsonl"), read("rqe_validation.jsonl")
+    random.Random(cfg.seed).shuffle(train)
+    half = len(valid) // 2
+    return TaskData(
+        train=train[: cfg.max_train_anchors],
+        dev=[_pairset("rqe", valid[:half], cfg.max_eval_pairs)],
+        test=[_pairset("rqe", valid[half:], cfg.max_eval_pairs)],
+    )
+
+
+def user_file(path: str, cfg: DataConfig) -> TaskData:
+    pairs = read_pairs(path, cfg.file_columns)
+    train, dev, test = _split_units([(p,) for p in pairs], cfg.seed)
+    name = Path(path).stem
+    return TaskData(train=train, dev=[_pairset(name, dev, cfg.max_eval_pairs)], test=[_pairset(name, test, cfg.max_eval_pairs)])
+
+
+SOURCES: dict[str, Callable[[DataConfig, EmbedFn], TaskData]] = {
+    "banking77": banking77,
+    "medical_question_pairs": medical_question_pairs,
+    "medical_rqe": medical_rqe,
+}
+
+
+def load_task_data(cfg: DataConfig, embed: EmbedFn) -> TaskData:
+    """Build train units and eval sets from every configured source (checked before any model loads)."""
+    data = TaskData()
+    for name in cfg.sources:
+        if name.startswith("file:"):
+            data.extend(user_file(name.removeprefix("file:"), cfg))
+        elif name in SOURCES:
+            data.extend(SOURCES[name](cfg, embed))
+        else:
+            raise ValueError(f"data.sources: unknown source {name!r}; known: {sorted(SOURCES)} or file:<path>")
+    if not data.train:
+        raise ValueError("data.sources produced no training pairs")
+    return data

@@ -1,0 +1,202 @@
+"""Flipped distillation, in the paper's order: batch -> teacher scores -> filter -> student embeddings ->
+similarities -> losses -> backward -> clip -> step -> schedule -> log -> evaluate / checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from training.config import TrainConfig
+from training.data.batches import UnitSampler, label_matrix
+from training.data.pairs import TaskData
+from training.data.sources import load_task_data
+from training.evaluate.evaluators import evaluate_all, thresholds_from
+from training.hardware import choose_device, hardware_bf16, use_bf16
+from training.losses.combined import FlipLoss
+from training.runs import RunDir, set_seed
+from training.student import StudentEncoder, load_student
+from training.teacher import TeacherScorer, finetune_teacher, load_teacher
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DistillResult:
+    run_dir: Path
+    student: StudentEncoder
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> metrics
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size): torchrun / accelerate launch set these; a plain run is rank 0 of 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _sync_gradients(params: list[nn.Parameter], world: int) -> None:
+    """Data parallelism: average LoRA gradients over ranks (what DDP's reducer does, made explicit)."""
+    if world == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
+def _schedule(optimizer: torch.optim.Optimizer, steps: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
+    warm = max(1, int(steps * warmup))
+
+    def factor(step: int) -> float:  # linear warmup, cosine decay to 10%
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, steps - warm))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _embed_batch(student: StudentEncoder, texts: list[str], device: str, chunk: int = 32) -> torch.Tensor:
+    """Forward in length-sorted chunks (less padding), then restore order. (N, r)"""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    parts = [student(**student.tokenize([texts[i] for i in order[s : s + chunk]], device))
+             for s in range(0, len(texts), chunk)]
+    out = torch.empty((len(texts), parts[0].shape[1]), dtype=parts[0].dtype, device=parts[0].device)
+    out[torch.tensor(order, device=out.device)] = torch.cat(parts)
+    return out
+
+
+def prepare_teacher(cfg: TrainConfig, run: RunDir, device: str) -> tuple[TeacherScorer, TaskData, dict]:
+    """Load data (hard negatives mined with the base teacher), then fine-tune the teacher and report it."""
+    teacher = load_teacher(cfg.teacher.model, device, cfg.teacher.max_seq_length)
+    base_scorer = TeacherScorer(teacher)
+    data = load_task_data(cfg.data, base_scorer.embed)
+    report: dict[str, dict[str, float]] = {"teacher_base": evaluate_all(base_scorer.embed, data.dev)}
+    saved = Path(cfg.teacher.output or run.path / "teacher")
+    if cfg.teacher.finetune and (saved / "modules.json").exists():
+        logger.info("reusing fine-tuned teacher at %s", saved)
+        teacher = load_teacher(str(saved), device, cfg.teacher.max_seq_length)
+    elif cfg.teacher.finetune:
+        started = time.time()
+        finetune_teacher(teacher, data.train, cfg.teacher, cfg.run.seed)
+        teacher.save(str(saved))
+        logger.info("teacher fine-tuned in %.0fs, saved to %s", time.time() - started, saved)
+    cache = run.path / "teacher_cache.npz" if cfg.teacher.cache_scores else None
+    scorer = TeacherScorer(teacher, cache)
+    report["teacher"] = evaluate_all(scorer.embed, data.dev)
+    return scorer, data, report
+
+
+def distill(cfg: TrainConfig) -> DistillResult:
+    rank, world = _world()
+    set_seed(cfg.run.seed + rank * 0)  # same seed on every rank: identical LoRA init
+    run = RunDir(cfg.run.output_dir)
+    run.save_config(cfg)
+    device = choose_device(cfg.run.device, torch.cuda.is_available())
+    bf16 = use_bf16(cfg.optim.bf16, device, *hardware_bf16(device))
+    scorer, data, report = prepare_teacher(cfg, run, device)
+    student = load_student(cfg.student, cfg.lora, device)
+
+    def encode(texts: list[str]):
+        return student.encode(texts, autocast_bf16=bf16)
+
+    student.use_readout = False  # zero-shot: the untouched LM's pooled hidden states
+    report["zero_shot"] = evaluate_all(encode, data.dev)
+    student.use_readout = True
+    report["start"] = evaluate_all(encode, data.dev)
+    for stage in ("teacher_base", "teacher", "zero_shot"):
+        logger.info("dev %-12s %s", stage, _fmt(report[stage]))
+
+    params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    scheduler = _schedule(optimizer, cfg.optim.steps, cfg.optim.warmup)
+    loss_fn = FlipLoss(cfg.loss)
+    sampler = UnitSampler(data.train, cfg.optim.batch_pairs, cfg.data.seed, rank, world)
+    step, best = 0, report["start"]["primary"]
+    if cfg.run.resume and run.checkpoint.exists():
+        step, best = run.load_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler)
+        logger.info("resumed from step %d (best dev %.4f)", step, best)
+    if rank == 0 and not run.best.exists():
+        run.save_best(student)
+
+    started, texts_seen = time.time(), 0
+    bar = tqdm(total=cfg.optim.steps, initial=step, disable=rank != 0, desc="distill")
+    student.train()
+    while step < cfg.optim.steps:
+        pairs = sampler.batch(step)
+        texts_a, texts_b = [p.text_a for p in pairs], [p.text_b for p in pairs]
+        labels = label_matrix(pairs).to(device)  # (B, B)
+        sim_teacher = scorer.similarity(texts_a, texts_b).to(device)  # (B, B), no grad
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            emb = _embed_batch(student, texts_a + texts_b, device)  # (2B, r)
+        emb = nn.functional.normalize(emb.float(), dim=-1)
+        sim_student = emb[: len(pairs)] @ emb[len(pairs) :].T  # (B, B)
+        parts = loss_fn(sim_student, sim_teacher, labels)
+        parts["total"].backward()
+        _sync_gradients(params, world)
+        torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        texts_seen += 2 * len(pairs)
+
+        logged = {k: float(v) for k, v in parts.items()}
+        logged.update(lr=scheduler.get_last_lr()[0], texts_per_s=texts_seen / (time.time() - started))
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items() if k in ("total", "sup", "dist", "mcl", "lr")})
+        if rank == 0 and step % cfg.run.log_every == 0:
+            run.log_scalars(step, logged)
+            logger.info("step %d %s", step, _fmt(logged))
+        if rank == 0 and (step % cfg.run.eval_every == 0 or step == cfg.optim.steps):
+            dev = evaluate_all(encode, data.dev)
+            run.log_scalars(step, dev, tag="dev")
+            logger.info("dev step %d %s", step, _fmt(dev))
+            if dev["primary"] > best:
+                best = dev["primary"]
+                run.save_best(student)
+            student.train()
+        if rank == 0 and step % cfg.run.checkpoint_every == 0:
+            run.save_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler, step=step, best=best)
+        if cfg.optim.max_minutes and time.time() - started > cfg.optim.max_minutes * 60:
+            logger.warning("stopping at step %d: optim.max_minutes=%s reached", step, cfg.optim.max_minutes)
+            break
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    result = DistillResult(run.path, student)
+    if rank != 0:
+        return result
+    run.load_best(student)
+    report["distilled"] = evaluate_all(encode, data.dev)
+    thresholds = thresholds_from(report["distilled"])
+    report["test_zero_shot"] = _zero_shot(student, encode, data, thresholds_from(report["zero_shot"]))
+    report["test_teacher"] = evaluate_all(scorer.embed, data.test, thresholds_from(report["teacher"]))
+    report["test_distilled"] = evaluate_all(encode, data.test, thresholds)
+    scorer.save_cache()
+    run.write_json("metrics.json", report)
+    result.metrics, result.thresholds = report, thresholds
+    return result
+
+
+def _zero_shot(student: StudentEncoder, encode, data: TaskData, thresholds: dict[str, float]) -> dict[str, float]:
+    student.use_readout = False
+    try:
+        return evaluate_all(encode, data.test, thresholds)
+    finally:
+        student.use_readout = True
+
+
+def _fmt(values: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in values.items() if not k.endswith(("/precision", "/recall")))

@@ -1,0 +1,59 @@
+"""Total loss L = w_sup * L_sup + lambda_dist * L_dist + lambda_mcl * L_MCL, after the dual-threshold filter.
+Returns named parts so the loop logs each one."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.config import LossConfig
+from training.losses.baselines import AdaptiveMarginDistillLoss, ArcContrastiveLoss
+from training.losses.distill import SimilarityDistillationLoss
+from training.losses.filter import drop_rate, dual_threshold_keep
+from training.losses.margin import MarginContrastiveLoss
+from training.losses.supervised import SupervisedContrastiveLoss
+
+
+def contrastive_loss(cfg: LossConfig) -> nn.Module | None:
+    registry = {
+        "mcl": lambda: MarginContrastiveLoss(cfg.margin),
+        "arccse": lambda: ArcContrastiveLoss(cfg.margin, cfg.sup_temperature),
+        "kdmcse": lambda: AdaptiveMarginDistillLoss(cfg.margin, cfg.sup_temperature, cfg.filter_neg_threshold),
+        "none": lambda: None,
+    }
+    return registry[cfg.contrastive]()
+
+
+class FlipLoss(nn.Module):
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.supervised = SupervisedContrastiveLoss(cfg.sup_temperature)
+        self.distill = SimilarityDistillationLoss(cfg.teacher_temperature, cfg.student_temperature)
+        self.contrastive = contrastive_loss(cfg)
+
+    def forward(
+        self, sim_student: torch.Tensor, sim_teacher: torch.Tensor, labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """sim_student, sim_teacher, labels: (B, B). Returns {'total', 'sup', 'dist', 'mcl', 'drop_pos', ...}."""
+        cfg = self.cfg
+        sim_teacher = sim_teacher.to(sim_student.dtype)
+        if cfg.filter:
+            keep = dual_threshold_keep(sim_teacher, labels, cfg.filter_pos_threshold, cfg.filter_neg_threshold)
+        else:
+            keep = torch.ones_like(labels, dtype=torch.bool)
+        parts: dict[str, torch.Tensor] = {}
+        total = sim_student.sum() * 0.0
+        if cfg.supervised_weight > 0:
+            parts["sup"] = self.supervised(sim_student, sim_teacher, labels, keep)
+            total = total + cfg.supervised_weight * parts["sup"]
+        if cfg.distill_weight > 0:
+            parts["dist"] = self.distill(sim_student, sim_teacher, labels, keep)
+            total = total + cfg.distill_weight * parts["dist"]
+        if self.contrastive is not None and cfg.contrastive_weight > 0:
+            parts[cfg.contrastive] = self.contrastive(sim_student, sim_teacher, labels, keep)
+            total = total + cfg.contrastive_weight * parts[cfg.contrastive]
+        parts["total"] = total
+        for key, value in drop_rate(keep, labels).items():
+            parts[key] = torch.tensor(value)
+        return parts
