@@ -1,0 +1,48 @@
+"""Corpus resources: create, list, get, update (PATCH), delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from service.api.deps import AdminKey, CorporaDep, EngineDep, QueryKey
+from service.api.routes.paths import CorpusName
+from service.api.schemas.common import ERROR_RESPONSES
+from service.api.schemas.corpora import CorporaPublic, CorpusCreate, CorpusPublic, CorpusUpdate
+from service.corpus.store import CorpusConfig
+
+router = APIRouter(prefix="/v1/corpora", tags=["corpora"], responses=ERROR_RESPONSES)
+
+
+@router.post("", response_model=CorpusPublic, status_code=201, dependencies=[AdminKey])
+async def create_corpus(body: CorpusCreate, corpora: CorporaDep, engine: EngineDep) -> CorpusPublic:
+    """Create an empty corpus. answer_threshold defaults to the model card's match_threshold. 409 if it exists."""
+    threshold = body.answer_threshold if body.answer_threshold is not None else engine.info.match_threshold
+    config = CorpusConfig(description=body.description, answer_threshold=threshold,
+                          clarify_margin=body.clarify_margin, default_answer=body.default_answer)
+    return CorpusPublic.of(await corpora.create(body.name, config))
+
+
+@router.get("", response_model=CorporaPublic, dependencies=[QueryKey])
+async def list_corpora(corpora: CorporaDep) -> CorporaPublic:
+    """All corpora with their settings, sizes and status."""
+    data = [CorpusPublic.of(info) for info in corpora.list_all()]
+    return CorporaPublic(data=data, count=len(data))
+
+
+@router.get("/{name}", response_model=CorpusPublic, dependencies=[QueryKey])
+async def get_corpus(name: CorpusName, corpora: CorporaDep) -> CorpusPublic:
+    """One corpus."""
+    return CorpusPublic.of(corpora.info(name))
+
+
+@router.patch("/{name}", response_model=CorpusPublic, dependencies=[AdminKey])
+async def update_corpus(name: CorpusName, body: CorpusUpdate, corpora: CorporaDep) -> CorpusPublic:
+    """Change description, answer_threshold, clarify_margin or default_answer; takes effect on the next search."""
+    return CorpusPublic.of(await corpora.update(name, **body.changes()))
+
+
+@router.delete("/{name}", status_code=204, dependencies=[AdminKey])
+async def delete_corpus(name: CorpusName, corpora: CorporaDep) -> Response:
+    """Delete a corpus, its entries and its index files."""
+    await corpora.delete(name)
+    return Response(status_code=204)

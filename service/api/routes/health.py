@@ -1,0 +1,41 @@
+"""Operational routes: liveness, readiness, Prometheus metrics, and what model is served."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from service.api.deps import EngineDep, StateDep
+from service.api.schemas.common import ERROR_RESPONSES
+from service.api.schemas.info import HealthResponse, InfoResponse
+from service.metrics import CONTENT_TYPE_LATEST
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health/live", response_model=HealthResponse)
+async def live() -> HealthResponse:
+    """200 while the process serves HTTP."""
+    return HealthResponse(status="ok")
+
+
+@router.get("/health/ready", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+async def ready(state: StateDep) -> Response:
+    """200 once the model is loaded and warmed up and corpora are reloaded; 503 before that and during shutdown."""
+    if state.readiness.ready:
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": state.readiness.reason()}, status_code=503, headers={"Retry-After": "5"})
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+async def metrics(state: StateDep) -> Response:
+    """Prometheus exposition (flipmatch_* metrics)."""
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/info", response_model=InfoResponse, responses=ERROR_RESPONSES)
+async def info(engine: EngineDep) -> InfoResponse:
+    """The served model: name, dimension, device, dtype, max length, fingerprint, default match threshold."""
+    i = engine.info
+    return InfoResponse(model=i.model, dimension=i.dimension, device=i.device, dtype=i.dtype,
+                        max_seq_length=i.max_seq_length, fingerprint=i.fingerprint, match_threshold=i.match_threshold)

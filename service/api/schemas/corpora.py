@@ -1,0 +1,130 @@
+"""Corpus and entry resources: XCreate / XUpdate / XPublic and list wrappers with a total count."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from service.api.schemas.common import text_list
+from service.corpus.registry import CorpusInfo
+from service.corpus.store import CORPUS_NAME, ENTRY_ID, CorpusConfig, Entry
+
+_DEFAULTS = CorpusConfig()
+MAX_ALTERNATES = 100
+
+
+def _question(text: str) -> str:
+    text_list(text)
+    return text
+
+
+Question = Annotated[str, AfterValidator(_question)]
+
+
+class CorpusCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=CORPUS_NAME.pattern, description="1-64 of a-z 0-9 _ -, starting with a letter or digit.",
+                      examples=["banking-faq"])
+    description: str = Field("", max_length=2000)
+    answer_threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, description="Top-1 cosine below it answers no_match. Default: the model card's "
+        "match_threshold.")
+    clarify_margin: float = Field(_DEFAULTS.clarify_margin, ge=0.0, le=2.0,
+                                  description="Top-1 minus top-2 below it answers clarify.")
+    default_answer: str = Field(_DEFAULTS.default_answer, max_length=10_000,
+                                description="Returned with no_match.")
+
+
+class CorpusUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(None, max_length=2000)
+    answer_threshold: float | None = Field(None, ge=-1.0, le=1.0)
+    clarify_margin: float | None = Field(None, ge=0.0, le=2.0)
+    default_answer: str | None = Field(None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _something(self) -> CorpusUpdate:
+        if not self.model_fields_set:
+            raise ValueError("nothing to update; send at least one of description, answer_threshold, "
+                             "clarify_margin, default_answer")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+
+
+class CorpusPublic(BaseModel):
+    name: str
+    description: str
+    answer_threshold: float
+    clarify_margin: float
+    default_answer: str
+    entries: int
+    vectors: int = Field(description="One per question and alternate question.")
+    index_kind: Literal["flat", "hnsw"]
+    status: str = Field(description="ready, reembedding (model changed; old snapshot served) or reembed_failed.")
+    fingerprint: str = Field(description="Model whose vectors the corpus is indexed with.")
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, info: CorpusInfo) -> CorpusPublic:
+        r, c = info.record, info.record.config
+        return cls(name=r.name, description=c.description, answer_threshold=c.answer_threshold,
+                   clarify_margin=c.clarify_margin, default_answer=c.default_answer, entries=info.entries,
+                   vectors=info.vectors, index_kind=info.index_kind, status=info.status, fingerprint=r.fingerprint,
+                   created_at=r.created_at, updated_at=r.updated_at)  # type: ignore[arg-type]
+
+
+class CorporaPublic(BaseModel):
+    data: list[CorpusPublic]
+    count: int
+
+
+class EntryFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: Question = Field(examples=["How long does card delivery take?"])
+    alt_questions: list[Question] = Field(default_factory=list, max_length=MAX_ALTERNATES,
+                                          description="Other phrasings; each is matched like the question.")
+    answer: str = Field("", examples=["Cards arrive within 3-5 working days."])
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form JSON, returned with matches.")
+
+    def to_entry(self, entry_id: str) -> Entry:
+        return Entry(entry_id, self.question, tuple(self.alt_questions), self.answer, self.metadata)
+
+
+class EntryCreate(EntryFields):
+    """An entry in a bulk upsert or import. Without an id, one is derived from the question (stable)."""
+
+    id: str | None = Field(None, pattern=ENTRY_ID.pattern, description="1-128 of A-Z a-z 0-9 . _ : @ -.")
+
+    def to_entry(self, entry_id: str | None = None) -> Entry:
+        derived = self.id or "q-" + hashlib.sha256(self.question.encode()).hexdigest()[:16]
+        return super().to_entry(entry_id or derived)
+
+
+class EntryPublic(EntryFields):
+    id: str
+
+    @classmethod
+    def of(cls, entry: Entry) -> EntryPublic:
+        return cls(id=entry.id, question=entry.question, alt_questions=list(entry.alt_questions),
+                   answer=entry.answer, metadata=dict(entry.metadata))
+
+
+class EntriesPublic(BaseModel):
+    data: list[EntryPublic]
+    count: int = Field(description="Entries in the corpus (all pages).")
+    offset: int
+    limit: int
+
+
+class WriteResponse(BaseModel):
+    entries: int = Field(description="Entries written (committed before this response).")
+    vectors: int = Field(description="Vectors indexed for them.")
+    truncated: int = Field(0, description="Questions cut to the character or token limit.")

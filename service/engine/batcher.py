@@ -1,0 +1,203 @@
+"""DynamicBatcher: coalesce texts from concurrent requests into forward passes under a token budget.
+
+It knows "a function that encodes a batch of payloads", never torch or HTTP. The queue is bounded (Overloaded when
+full); a batch is cut by padded tokens (texts x longest) and by count; texts are sorted by length so batches waste
+little padding; a text whose future was cancelled (client gone) is dropped before compute; a failing batch fails
+only its own futures and the loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import EncoderFailed, NotReady, Overloaded
+from service.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+EncodeBatch = Callable[[list[Any]], Sequence[Any]]
+
+
+@dataclass(eq=False)
+class PendingText:
+    """One queued text: its opaque payload (tokens), its token count and the future its request awaits."""
+
+    payload: Any
+    n_tokens: int
+    future: asyncio.Future[Any]
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+
+def plan_batches(lengths: Sequence[int], *, max_batch_tokens: int, max_batch_size: int) -> list[list[int]]:
+    """Split item indices into batches, shortest first. A batch's padded size (count x its longest item) stays
+    within `max_batch_tokens` and its count within `max_batch_size`; an item alone over the budget still gets a
+    batch of its own (start-up guarantees max_batch_tokens >= the model's max length, so this is defensive)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # Sorted ascending, so the item being added is the longest of the candidate batch.
+        if current and ((len(current) + 1) * lengths[i] > max_batch_tokens or len(current) >= max_batch_size):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class DynamicBatcher:
+    """Runs on the event loop; the forward pass runs on one dedicated worker thread (passes never overlap)."""
+
+    def __init__(
+        self,
+        encode_batch: EncodeBatch,
+        *,
+        max_batch_tokens: int,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._encode_batch = encode_batch
+        self._max_batch_tokens = max_batch_tokens
+        self._max_batch_size = max_batch_size
+        self._max_wait_s = max_wait_ms / 1000.0
+        self._max_queue = max_queue
+        self._metrics = metrics
+        self._queue: deque[PendingText] = deque()
+        self._queued_tokens = 0
+        self._depth = 0  # texts accepted and not yet started: queued + drained into a plan
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flipmatch-forward")
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="flipmatch-batcher")
+
+    async def stop(self) -> None:
+        """Stop the loop and fail what is still queued (NotReady: shutting down)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(NotReady("the service is shutting down; retry on another replica"))
+        self._set_depth(0)
+        # A forward pass may still be running on the worker: wait for it off the loop.
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+    def submit(self, items: Sequence[tuple[Any, int]]) -> list[asyncio.Future[Any]]:
+        """Queue all items or none. Raises Overloaded when they do not fit."""
+        if self._task is None:
+            raise NotReady("the embedding engine is not running")
+        if self._depth + len(items) > self._max_queue:
+            if self._metrics is not None:
+                self._metrics.queue_rejections.inc()
+            raise Overloaded(
+                f"the embedding queue is full ({self._depth} texts waiting, limit {self._max_queue}, "
+                "FLIPMATCH_BATCHING__MAX_QUEUE); retry after a moment"
+            )
+        loop = asyncio.get_running_loop()
+        futures = []
+        for payload, n_tokens in items:
+            pending = PendingText(payload, n_tokens, loop.create_future())
+            self._queue.append(pending)
+            self._queued_tokens += n_tokens
+            futures.append(pending.future)
+        self._set_depth(self._depth + len(items))
+        self._wakeup.set()
+        return futures
+
+    async def submit_when_room(self, items: Sequence[tuple[Any, int]]) -> list[asyncio.Future[Any]]:
+        """Like submit, but waits for room instead of refusing (background work such as imports)."""
+        if len(items) > self._max_queue:
+            raise ValueError(f"{len(items)} items can never fit a queue of {self._max_queue}")
+        while self._depth + len(items) > self._max_queue:
+            self._room.clear()
+            await self._room.wait()
+        return self.submit(items)
+
+    def _set_depth(self, depth: int) -> None:
+        self._depth = depth
+        if self._metrics is not None:
+            self._metrics.queue_depth.set(depth)
+        if depth < self._max_queue:
+            self._room.set()
+
+    def _batch_full(self) -> bool:
+        return len(self._queue) >= self._max_batch_size or self._queued_tokens >= self._max_batch_tokens
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            # Coalescing window: the oldest text waits at most max_wait for others to join.
+            deadline = self._queue[0].enqueued_at + self._max_wait_s
+            while not self._batch_full() and (remaining := deadline - time.monotonic()) > 0:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except TimeoutError:
+                    break
+            drained = list(self._queue)
+            self._queue.clear()
+            self._queued_tokens = 0
+            plan = plan_batches(
+                [item.n_tokens for item in drained],
+                max_batch_tokens=self._max_batch_tokens,
+                max_batch_size=self._max_batch_size,
+            )
+            for group in plan:
+                await self._run_batch([drained[i] for i in group], loop)
+
+    async def _run_batch(self, batch: list[PendingText], loop: asyncio.AbstractEventLoop) -> None:
+        live = [item for item in batch if not item.future.done()]
+        self._set_depth(self._depth - len(batch))
+        if self._metrics is not None and len(live) < len(batch):
+            self._metrics.dropped_texts.inc(len(batch) - len(live))
+        if not live:
+            return
+        padded_tokens = len(live) * max(item.n_tokens for item in live)
+        started = time.perf_counter()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._encode_batch, [i.payload for i in live])
+            if len(outputs) != len(live):
+                raise RuntimeError(f"encoder returned {len(outputs)} outputs for {len(live)} inputs")
+        except Exception as err:  # one bad batch must not stop the loop: fail its futures, keep serving
+            logger.exception("forward pass failed batch_size=%d tokens=%d", len(live), padded_tokens)
+            if self._metrics is not None:
+                self._metrics.batch_failures.labels(type(err).__name__).inc()
+            for item in live:
+                if not item.future.done():
+                    item.future.set_exception(EncoderFailed("the model failed on this batch; retry the request"))
+            return
+        elapsed = time.perf_counter() - started
+        if self._metrics is not None:
+            self._metrics.batch_size.observe(len(live))
+            self._metrics.batch_tokens.observe(padded_tokens)
+            self._metrics.inference_duration.observe(elapsed)
+        logger.debug("batch size=%d tokens=%d ms=%.1f", len(live), padded_tokens, elapsed * 1000)
+        for item, output in zip(live, outputs, strict=True):
+            if not item.future.done():
+                item.future.set_result(output)

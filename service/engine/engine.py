@@ -1,0 +1,174 @@
+"""EmbeddingEngine: texts in, float32 vectors out, through the dynamic batcher; plus the encoder contract it needs.
+
+Owns the per-text limits (characters, tokens, truncation), warm-up and start/stop. Tokenization and the forward
+pass run off the event loop. Knows nothing about HTTP or settings objects: it is given plain values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from service.engine.batcher import DynamicBatcher
+from service.errors import ConfigError, InvalidInput
+from service.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """A text after tokenization: what the batcher queues. `truncated`: tokens were cut to the model limit."""
+
+    ids: tuple[int, ...]
+    type_ids: tuple[int, ...] | None
+    truncated: bool
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    model: str
+    dimension: int
+    device: str
+    dtype: str
+    max_seq_length: int
+    fingerprint: str
+    match_threshold: float
+
+
+class TextEncoder(Protocol):
+    """What the engine needs from an encoder. `encoder.Encoder` is the real one; tests use a fake."""
+
+    @property
+    def info(self) -> EncoderInfo: ...
+
+    def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]: ...
+
+    def encode(self, batch: Sequence[TokenizedText]) -> np.ndarray: ...  # (B, D) float32
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray  # (N, D) float32, as the model outputs them (normalized only if the model normalizes)
+    prompt_tokens: int
+    truncated: int  # texts cut to max_text_chars or to the model's token limit
+
+
+class EmbeddingEngine:
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        *,
+        max_batch_tokens: int,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        max_text_chars: int,
+        truncate: bool,
+        metrics: Metrics | None = None,
+    ) -> None:
+        info = encoder.info
+        if max_batch_tokens < info.max_seq_length:
+            raise ConfigError(
+                f"FLIPMATCH_BATCHING__MAX_BATCH_TOKENS={max_batch_tokens} is below the model's max sequence "
+                f"length ({info.max_seq_length}): one long text would not fit a batch. Set it to at least "
+                f"{info.max_seq_length}."
+            )
+        self._encoder = encoder
+        self._max_text_chars = max_text_chars
+        self._truncate = truncate
+        self._metrics = metrics
+        self._bulk_chunk = max(1, min(max_queue // 2, max_batch_size * 4))
+        self.batcher = DynamicBatcher(
+            self._encode_batch,
+            max_batch_tokens=max_batch_tokens,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            metrics=metrics,
+        )
+
+    @property
+    def info(self) -> EncoderInfo:
+        return self._encoder.info
+
+    def _encode_batch(self, payloads: list[Any]) -> np.ndarray:
+        return self._encoder.encode(payloads)
+
+    async def start(self) -> None:
+        """Warm-up forward pass (first-call allocations, lazy kernels), then start batching."""
+        await asyncio.to_thread(lambda: self._encoder.encode(self._encoder.tokenize(["warm-up"])))
+        await self.batcher.start()
+        logger.info("engine started model=%s device=%s dtype=%s", self.info.model, self.info.device, self.info.dtype)
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+
+    def _clip(self, texts: Sequence[str]) -> list[str]:
+        too_long = [i for i, text in enumerate(texts) if len(text) > self._max_text_chars]
+        if too_long and not self._truncate:
+            raise InvalidInput(
+                f"text {too_long[0]} has {len(texts[too_long[0]])} characters; the limit is {self._max_text_chars} "
+                "(FLIPMATCH_LIMITS__MAX_TEXT_CHARS). Shorten it, or enable FLIPMATCH_LIMITS__TRUNCATE.",
+                code="text_too_long",
+            )
+        return [text[: self._max_text_chars] for text in texts]
+
+    async def embed(self, texts: Sequence[str], *, wait_for_room: bool = False) -> Embeddings:
+        """Embed texts in order. Raises Overloaded (queue full, unless wait_for_room), InvalidInput (too long
+        with truncation off) or EncoderFailed. Cancelling the caller drops its queued texts before compute."""
+        if not texts:
+            return Embeddings(np.zeros((0, self.info.dimension), np.float32), 0, 0)
+        tokenized = await asyncio.to_thread(self._encoder.tokenize, self._clip(texts))
+        cut_tokens = [i for i, t in enumerate(tokenized) if t.truncated]
+        if cut_tokens and not self._truncate:
+            raise InvalidInput(
+                f"text {cut_tokens[0]} is longer than the model's limit of {self.info.max_seq_length} tokens. "
+                "Shorten it, or enable FLIPMATCH_LIMITS__TRUNCATE.",
+                code="text_too_long",
+            )
+        items = [(t, t.n_tokens) for t in tokenized]
+        futures = await self.batcher.submit_when_room(items) if wait_for_room else self.batcher.submit(items)
+        try:
+            outputs = [await future for future in futures]
+        finally:
+            for future in futures:  # on error or cancellation, the rest need not be computed
+                future.cancel()
+        truncated = sum(1 for i, t in enumerate(tokenized) if t.truncated or len(texts[i]) > self._max_text_chars)
+        if truncated and self._metrics is not None:
+            self._metrics.truncated_texts.inc(truncated)
+        return Embeddings(np.stack(outputs).astype(np.float32, copy=False), sum(t.n_tokens for t in tokenized),
+                          truncated)
+
+    async def embed_many(self, texts: Sequence[str]) -> Embeddings:
+        """Bulk embedding (imports, re-embedding): chunked so it never overflows the queue, waiting for room
+        instead of failing, with two chunks in flight so the batcher always has the next one queued."""
+        chunks = [texts[i : i + self._bulk_chunk] for i in range(0, len(texts), self._bulk_chunk)]
+        gate = asyncio.Semaphore(2)
+
+        async def run(chunk: Sequence[str]) -> Embeddings:
+            async with gate:
+                return await self.embed(chunk, wait_for_room=True)
+
+        tasks = [asyncio.ensure_future(run(chunk)) for chunk in chunks]
+        try:
+            parts = [await task for task in tasks]
+        finally:
+            for task in tasks:
+                task.cancel()
+        if not parts:
+            return await self.embed([])
+        return Embeddings(
+            np.concatenate([p.vectors for p in parts]),
+            sum(p.prompt_tokens for p in parts),
+            sum(p.truncated for p in parts),
+        )
