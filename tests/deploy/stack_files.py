@@ -314,12 +314,15 @@ def settings_env_names(settings_cls: type) -> set[str]:
 
 
 def documented_variables() -> dict[str, list[str]]:
-    """Rows of the settings tables in docs/deploy.md: `VAR` in the first cell -> the other cells."""
+    """Rows of the settings tables in docs/deploy.md: `VAR` in the first cell -> the other cells.
+
+    A variable listed twice (FLIPMATCH_DATA_DIR: the service's, then the trainer's) keeps its first row.
+    """
     rows = {}
     for line in DEPLOY_DOC.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if line.lstrip().startswith("|") and len(cells) >= 2:
             match = re.fullmatch(r"`([A-Z][A-Z0-9_]+)`", cells[0])
             if match:
-                rows[match.group(1)] = cells[1:]
+                rows.setdefault(match.group(1), cells[1:])
     return rows
