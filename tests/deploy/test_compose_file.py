@@ -229,6 +229,8 @@ def test_container_port_matches_settings_image_and_prometheus(services):
 
 def test_fixed_paths_agree_with_mounts(services):
     for name in SERVICE_CONTAINERS:
+        # uvicorn drains for up to 30s after SIGTERM (service/server.py); Docker's default 10s would cut it short.
+        assert int(services[name]["stop_grace_period"].removesuffix("s")) > 30
         targets = {dst for _, dst in volume_mounts(services[name])}
         assert {"/models", "/data", "/datasets"} <= targets
     for name in TRAINER_CONTAINERS:

@@ -36,7 +36,7 @@ def stack(request, tmp_path_factory):
     for module in ("service.__main__", "service.app"):
         if importlib.util.find_spec(module) is None:  # find, not import: __main__ would start serving
             pytest.skip(f"the service has not landed yet: no {module}")
-    model = request.getfixturevalue("tiny_encoder_dir")
+    model = request.getfixturevalue("tiny_artifact")  # tests/conftest.py
     workdir = tmp_path_factory.mktemp("stack")
     with running_service(model, workdir) as service_url:
         target = service_url.removeprefix("http://")
