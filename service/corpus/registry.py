@@ -117,6 +117,10 @@ class CorpusRegistry:
             raise NotFound(f"corpus {name!r} does not exist", code="corpus_not_found")
         return live
 
+    def snapshot(self, name: str) -> Snapshot:
+        """The snapshot searches see right now (immutable; a later write publishes a new one)."""
+        return self._get(name).snapshot
+
     def info(self, name: str) -> CorpusInfo:
         live = self._get(name)
         snap = live.snapshot

@@ -78,6 +78,7 @@ class DynamicBatcher:
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._unfinished: list[PendingText] = []  # drained from the queue, not yet answered
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flipmatch-forward")
 
     @property
@@ -89,7 +90,7 @@ class DynamicBatcher:
             self._task = asyncio.create_task(self._run(), name="flipmatch-batcher")
 
     async def stop(self) -> None:
-        """Stop the loop and fail what is still queued (NotReady: shutting down)."""
+        """Stop the loop and fail every text not yet answered (NotReady: shutting down)."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -97,10 +98,11 @@ class DynamicBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        while self._queue:
-            item = self._queue.popleft()
+        for item in [*self._unfinished, *self._queue]:
             if not item.future.done():
                 item.future.set_exception(NotReady("the service is shutting down; retry on another replica"))
+        self._queue.clear()
+        self._unfinished = []
         self._set_depth(0)
         # A forward pass may still be running on the worker: wait for it off the loop.
         await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -160,7 +162,7 @@ class DynamicBatcher:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except TimeoutError:
                     break
-            drained = list(self._queue)
+            drained = self._unfinished = list(self._queue)
             self._queue.clear()
             self._queued_tokens = 0
             plan = plan_batches(
@@ -170,6 +172,7 @@ class DynamicBatcher:
             )
             for group in plan:
                 await self._run_batch([drained[i] for i in group], loop)
+            self._unfinished = []
 
     async def _run_batch(self, batch: list[PendingText], loop: asyncio.AbstractEventLoop) -> None:
         live = [item for item in batch if not item.future.done()]

@@ -1,0 +1,210 @@
+"""DynamicBatcher and plan_batches: coalescing, token budget, max size, full queue, dropped texts, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from service.engine.batcher import DynamicBatcher, plan_batches
+from service.errors import EncoderFailed, NotReady, Overloaded
+from service.metrics import Metrics
+
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+class RecordingEncode:
+    """encode_batch for the batcher: payloads are strings; records batches; can block or fail."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.fail_on = fail_on
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, payloads: list[Any]) -> list[str]:
+        self.entered.set()
+        self.gate.wait(timeout=10)
+        self.batches.append(list(payloads))
+        if self.fail_on is not None and self.fail_on in payloads:
+            raise RuntimeError("boom")
+        return [f"v:{p}" for p in payloads]
+
+
+def make(encode: Callable[[list[Any]], Any], **overrides: Any) -> DynamicBatcher:
+    options = {"max_batch_tokens": 100, "max_batch_size": 8, "max_wait_ms": 20, "max_queue": 64, "metrics": Metrics()}
+    options.update(overrides)
+    return DynamicBatcher(encode, **options)
+
+
+async def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.005)
+
+
+def test_plan_sorts_by_length_and_respects_budget_and_size():
+    lengths = [30, 5, 10, 40, 5, 10]
+    plan = plan_batches(lengths, max_batch_tokens=40, max_batch_size=3)
+    assert sorted(i for batch in plan for i in batch) == list(range(len(lengths)))
+    for batch in plan:
+        assert len(batch) <= 3
+        assert len(batch) * max(lengths[i] for i in batch) <= 40
+    flat = [lengths[i] for batch in plan for i in batch]
+    assert flat == sorted(flat)
+
+
+def test_plan_gives_an_oversized_item_its_own_batch():
+    assert plan_batches([500, 1], max_batch_tokens=100, max_batch_size=8) == [[1], [0]]
+
+
+def test_concurrent_submissions_coalesce_into_one_batch():
+    encode = RecordingEncode()
+
+    async def scenario() -> list[Any]:
+        batcher = make(encode, max_wait_ms=200)
+        await batcher.start()
+        # Three "requests" arrive within the wait window.
+        futures = [batcher.submit([(f"t{i}", 3)]) for i in range(3)]
+        results = await asyncio.gather(*(f for fs in futures for f in fs))
+        await batcher.stop()
+        return results
+
+    assert run(scenario()) == ["v:t0", "v:t1", "v:t2"]
+    assert len(encode.batches) == 1
+
+
+def test_batches_respect_token_budget_and_max_size():
+    encode = RecordingEncode()
+    lengths = {f"t{i}": n for i, n in enumerate([10, 10, 10, 10, 50, 50, 3, 3, 3, 3, 3])}
+
+    async def scenario() -> None:
+        batcher = make(encode, max_batch_tokens=100, max_batch_size=4, max_wait_ms=100)
+        await batcher.start()
+        futures = batcher.submit(list(lengths.items()))
+        await asyncio.gather(*futures)
+        await batcher.stop()
+
+    run(scenario())
+    assert sorted(p for b in encode.batches for p in b) == sorted(lengths)
+    for batch in encode.batches:
+        assert len(batch) <= 4
+        assert len(batch) * max(lengths[p] for p in batch) <= 100
+
+
+def test_full_queue_is_refused_and_counted():
+    encode = RecordingEncode()
+    encode.gate.clear()  # the forward pass blocks, so texts pile up
+    metrics = Metrics()
+
+    async def scenario() -> None:
+        batcher = make(encode, max_queue=4, max_wait_ms=0, metrics=metrics)
+        await batcher.start()
+        first = batcher.submit([("a", 1)])
+        await wait_until(encode.entered.is_set)  # "a" is in the forward pass, no longer queued
+        queued = batcher.submit([("b", 1), ("c", 1), ("d", 1), ("e", 1)])
+        assert batcher.depth == 4
+        with pytest.raises(Overloaded, match="FLIPMATCH_BATCHING__MAX_QUEUE"):
+            batcher.submit([("f", 1)])
+        encode.gate.set()
+        await asyncio.gather(*first, *queued)
+        assert batcher.depth == 0
+        await batcher.stop()
+
+    run(scenario())
+    assert metrics.queue_rejections._value.get() == 1
+
+
+def test_cancelled_texts_are_dropped_before_compute():
+    encode = RecordingEncode()
+    encode.gate.clear()
+    metrics = Metrics()
+
+    async def scenario() -> None:
+        batcher = make(encode, max_wait_ms=0, metrics=metrics)
+        await batcher.start()
+        first = batcher.submit([("busy", 1)])
+        await wait_until(encode.entered.is_set)
+        gone = batcher.submit([("gone-1", 1), ("gone-2", 1)])
+        kept = batcher.submit([("kept", 1)])
+        for future in gone:  # the client disconnected: its request task cancels its futures
+            future.cancel()
+        encode.gate.set()
+        assert await asyncio.gather(*first, *kept) == ["v:busy", "v:kept"]
+        await batcher.stop()
+
+    run(scenario())
+    computed = [p for b in encode.batches for p in b]
+    assert "gone-1" not in computed and "gone-2" not in computed
+    assert metrics.dropped_texts._value.get() == 2
+
+
+def test_a_failing_batch_fails_only_its_futures_and_the_loop_keeps_serving():
+    encode = RecordingEncode(fail_on="bad")
+    metrics = Metrics()
+
+    async def scenario() -> None:
+        batcher = make(encode, max_batch_size=1, max_wait_ms=0, metrics=metrics)  # one text per batch
+        await batcher.start()
+        bad, good = batcher.submit([("bad", 1), ("good", 1)])
+        with pytest.raises(EncoderFailed):
+            await bad
+        assert await good == "v:good"
+        later = batcher.submit([("later", 1)])
+        assert await later[0] == "v:later"
+        await batcher.stop()
+
+    run(scenario())
+    assert metrics.batch_failures.labels("RuntimeError")._value.get() == 1
+
+
+def test_submit_when_room_waits_instead_of_refusing():
+    encode = RecordingEncode()
+    encode.gate.clear()
+
+    async def scenario() -> None:
+        batcher = make(encode, max_queue=2, max_wait_ms=0)
+        await batcher.start()
+        first = batcher.submit([("a", 1)])
+        await wait_until(encode.entered.is_set)
+        batcher.submit([("b", 1), ("c", 1)])  # queue now full
+        waiting = asyncio.ensure_future(batcher.submit_when_room([("d", 1)]))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        encode.gate.set()
+        later = await asyncio.wait_for(waiting, 5)
+        assert await later[0] == "v:d"
+        await asyncio.gather(*first)
+        await batcher.stop()
+
+    run(scenario())
+
+
+def test_stop_answers_every_pending_text():
+    encode = RecordingEncode()
+    encode.gate.clear()
+
+    async def scenario() -> None:
+        batcher = make(encode, max_wait_ms=0)
+        await batcher.start()
+        in_flight = batcher.submit([("a", 1)])
+        await wait_until(encode.entered.is_set)
+        queued = batcher.submit([("b", 1)])
+        encode.gate.set()
+        await batcher.stop()
+        for future in [*in_flight, *queued]:
+            assert future.done()
+            with pytest.raises(NotReady):
+                future.result()
+
+    run(scenario())
