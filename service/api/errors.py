@@ -83,6 +83,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = []
     for err in exc.errors()[:5]:
+        if err.get("type") == "json_invalid":
+            position = err.get("loc", ("body", "?"))[-1]
+            problems.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'decode error')} at "
+                            f"character {position})")
+            continue
         message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         problems.append(f"{_location(tuple(err.get('loc', ())))}: {message}")
     more = len(exc.errors()) - len(problems)

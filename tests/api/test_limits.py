@@ -1,0 +1,67 @@
+"""Body size (413), malformed bodies (422), and user input never producing a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_a_declared_oversized_body_is_refused_before_reading(api):
+    with api(limits={"max_body_bytes": 1000}) as client:
+        response = client.post("/v1/embeddings", json={"input": "x" * 2000})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+    assert "FLIPMATCH_LIMITS__MAX_BODY_BYTES" in response.json()["error"]["message"]
+
+
+def test_a_chunked_oversized_body_is_refused_while_streaming(api):
+    def chunks():
+        yield b'{"input": "'
+        for _ in range(50):
+            yield b"x" * 100
+        yield b'"}'
+
+    with api(limits={"max_body_bytes": 1000}) as client:
+        json_route = client.post("/v1/embeddings", content=chunks(), headers={"Content-Type": "application/json"})
+        client.post("/v1/corpora", json={"name": "faq"})
+        import_route = client.post("/v1/corpora/faq/import?format=jsonl", content=chunks())
+    assert json_route.status_code == 413 and json_route.json()["error"]["code"] == "body_too_large"
+    assert import_route.status_code == 413
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"input": ', "the body is not valid JSON (Expecting value at character 10)"),
+    (b"[1, 2", "the body is not valid JSON"),
+    (b'"just a string"', "Input should be a valid dictionary"),
+    (b"null", "Input should be a valid dictionary"),
+])
+def test_malformed_json(client, content, message):
+    response = client.post("/v1/embeddings", content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and message in response.json()["error"]["message"]
+
+
+FUZZ = [
+    ("post", "/v1/embeddings", {"input": {"nested": True}}),
+    ("post", "/v1/embeddings", {"input": "x" * 100_000}),
+    ("post", "/v1/embeddings", {"input": ["\x00\ud7ff"], "encoding_format": "base64"}),
+    ("post", "/v1/match", {"pairs": "not a list"}),
+    ("post", "/v1/match", {"pairs": [{"a": 1, "b": None}]}),
+    ("post", "/v1/corpora", {"name": None}),
+    ("post", "/v1/corpora", {"name": "x", "answer_threshold": "high"}),
+    ("post", "/v1/corpora/x/search", {"query": "q", "top_k": "many"}),
+    ("put", "/v1/corpora/x/entries/a", {"question": "q", "metadata": [1]}),
+    ("get", "/v1/corpora/x/entries?offset=abc", None),
+    ("patch", "/v1/corpora/x", {"default_answer": 5}),
+    ("delete", "/v1/corpora/%00", None),
+    ("get", "/v1/nowhere", None),
+    ("put", "/v1/embeddings", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), FUZZ)
+def test_user_input_never_causes_a_500(client, method, path, body):
+    client.post("/v1/corpora", json={"name": "x"})
+    kwargs = {"json": body} if body is not None else {}
+    response = client.request(method.upper(), path, **kwargs)
+    assert 200 <= response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) == {"message", "type", "code"}
