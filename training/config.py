@@ -19,7 +19,7 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    data_dir: str = Field("../shared/data", description="Folder with the bundled datasets (env FLIPMATCH_DATA_DIR).")
+    data_dir: str = Field("../shared/data", description="Folder with the bundled datasets (env FLIPMATCH_DATASETS_DIR).")
     sources: list[str] = Field(
         default_factory=lambda: ["banking77", "medical_question_pairs"],
         description="Named pair sources: banking77, medical_question_pairs, medical_rqe, or file:<path>.",
@@ -40,6 +40,7 @@ class TeacherConfig(_Section):
     model: str = Field(DEFAULT_TEACHER, description="Teacher: packaged default, HF id or local path.")
     finetune: bool = Field(True, description="Fine-tune the teacher on the training pairs before distilling.")
     epochs: int = 1
+    max_rows: int = Field(1500, description="Training rows (anchor, positive, hard negative) for the fine-tune.")
     batch_size: int = 32
     lr: float = 2e-5
     max_seq_length: int = 64
@@ -99,6 +100,9 @@ class RunConfig(_Section):
     eval_every: int = Field(100, description="Dev evaluation every N steps (best checkpoint kept).")
     checkpoint_every: int = 100
     log_every: int = 10
+    stop_at_step: int | None = Field(
+        None, description="Stop after this step as if interrupted (the schedule still spans optim.steps); resume later."
+    )
     resume: bool = Field(True, description="Resume from output_dir/checkpoint if present.")
     device: str = Field("auto", description="auto, cpu or cuda.")
 

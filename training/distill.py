@@ -77,7 +77,9 @@ def _embed_batch(student: StudentEncoder, texts: list[str], device: str, chunk: 
     return out
 
 
-def prepare_teacher(cfg: TrainConfig, run: RunDir, device: str) -> tuple[TeacherScorer, TaskData, dict]:
+def prepare_teacher(
+    cfg: TrainConfig, run: RunDir, device: str, bf16: bool = False
+) -> tuple[TeacherScorer, TaskData, dict]:
     """Load data (hard negatives mined with the base teacher), then fine-tune the teacher and report it."""
     teacher = load_teacher(cfg.teacher.model, device, cfg.teacher.max_seq_length)
     base_scorer = TeacherScorer(teacher)
@@ -89,7 +91,7 @@ def prepare_teacher(cfg: TrainConfig, run: RunDir, device: str) -> tuple[Teacher
         teacher = load_teacher(str(saved), device, cfg.teacher.max_seq_length)
     elif cfg.teacher.finetune:
         started = time.time()
-        finetune_teacher(teacher, data.train, cfg.teacher, cfg.run.seed)
+        finetune_teacher(teacher, data.train, cfg.teacher, cfg.run.seed, bf16)
         teacher.save(str(saved))
         logger.info("teacher fine-tuned in %.0fs, saved to %s", time.time() - started, saved)
     cache = run.path / "teacher_cache.npz" if cfg.teacher.cache_scores else None
@@ -105,7 +107,7 @@ def distill(cfg: TrainConfig) -> DistillResult:
     run.save_config(cfg)
     device = choose_device(cfg.run.device, torch.cuda.is_available())
     bf16 = use_bf16(cfg.optim.bf16, device, *hardware_bf16(device))
-    scorer, data, report = prepare_teacher(cfg, run, device)
+    scorer, data, report = prepare_teacher(cfg, run, device, bf16)
     student = load_student(cfg.student, cfg.lora, device)
 
     def encode(texts: list[str]):
@@ -114,7 +116,6 @@ def distill(cfg: TrainConfig) -> DistillResult:
     student.use_readout = False  # zero-shot: the untouched LM's pooled hidden states
     report["zero_shot"] = evaluate_all(encode, data.dev)
     student.use_readout = True
-    report["start"] = evaluate_all(encode, data.dev)
     for stage in ("teacher_base", "teacher", "zero_shot"):
         logger.info("dev %-12s %s", stage, _fmt(report[stage]))
 
@@ -123,12 +124,12 @@ def distill(cfg: TrainConfig) -> DistillResult:
     scheduler = _schedule(optimizer, cfg.optim.steps, cfg.optim.warmup)
     loss_fn = FlipLoss(cfg.loss)
     sampler = UnitSampler(data.train, cfg.optim.batch_pairs, cfg.data.seed, rank, world)
-    step, best = 0, report["start"]["primary"]
+    step, best = 0, float("-inf")
     if cfg.run.resume and run.checkpoint.exists():
         step, best = run.load_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler)
         logger.info("resumed from step %d (best dev %.4f)", step, best)
     if rank == 0 and not run.best.exists():
-        run.save_best(student)
+        run.save_best(student)  # so a run stopped before its first evaluation still exports
 
     started, texts_seen = time.time(), 0
     bar = tqdm(total=cfg.optim.steps, initial=step, disable=rank != 0, desc="distill")
@@ -152,7 +153,7 @@ def distill(cfg: TrainConfig) -> DistillResult:
         step += 1
         texts_seen += 2 * len(pairs)
 
-        logged = {k: float(v) for k, v in parts.items()}
+        logged = {k: float(v.detach()) for k, v in parts.items()}
         logged.update(lr=scheduler.get_last_lr()[0], texts_per_s=texts_seen / (time.time() - started))
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items() if k in ("total", "sup", "dist", "mcl", "lr")})
@@ -169,6 +170,9 @@ def distill(cfg: TrainConfig) -> DistillResult:
             student.train()
         if rank == 0 and step % cfg.run.checkpoint_every == 0:
             run.save_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler, step=step, best=best)
+        if cfg.run.stop_at_step is not None and step >= cfg.run.stop_at_step:
+            logger.info("stopping at step %d (run.stop_at_step); resume with the same output_dir", step)
+            break
         if cfg.optim.max_minutes and time.time() - started > cfg.optim.max_minutes * 60:
             logger.warning("stopping at step %d: optim.max_minutes=%s reached", step, cfg.optim.max_minutes)
             break

@@ -37,12 +37,16 @@ def _triplets(units: list[tuple[Pair, ...]]) -> list[list[str]]:
     return rows
 
 
-def finetune_teacher(model: SentenceTransformer, units: list[tuple[Pair, ...]], cfg: TeacherConfig, seed: int) -> None:
+def finetune_teacher(
+    model: SentenceTransformer, units: list[tuple[Pair, ...]], cfg: TeacherConfig, seed: int, bf16: bool = False
+) -> None:
     """MultipleNegativesRankingLoss with the mined hard negative: fits anchor/positive/hard-negative data."""
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    rows = _triplets(units)
     rng = random.Random(seed)
+    rows = _triplets(units)
+    rng.shuffle(rows)
+    rows = rows[: cfg.max_rows]
     loss_fn = MultipleNegativesRankingLoss(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     steps = cfg.epochs * max(1, len(rows) // cfg.batch_size)
@@ -57,10 +61,11 @@ def finetune_teacher(model: SentenceTransformer, units: list[tuple[Pair, ...]], 
             for start in range(0, len(group) - cfg.batch_size + 1, cfg.batch_size):
                 batch = group[start : start + cfg.batch_size]
                 features = [
-                    {k: v.to(model.device) for k, v in model.tokenize([r[c] for r in batch]).items()}
+                    {k: v.to(model.device) for k, v in model.tokenize([r[c] for r in batch]).items() if torch.is_tensor(v)}
                     for c in range(width)
                 ]
-                loss = loss_fn(features, torch.empty(0))
+                with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = loss_fn(features, torch.empty(0))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()

@@ -23,7 +23,7 @@ EmbedFn = Callable[[list[str]], np.ndarray]  # texts -> (N, D) L2-normalised
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        raise ValueError(f"data file {path} not found; set data.data_dir (or FLIPMATCH_DATA_DIR) to the data folder")
+        raise ValueError(f"data file {path} not found; set data.data_dir (or FLIPMATCH_DATASETS_DIR) to the data folder")
     return path
 
 

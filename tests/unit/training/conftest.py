@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.tiny_models import build_tiny_data, build_tiny_student, build_tiny_teacher
+
+
+@pytest.fixture(scope="session")
+def tiny_student_dir(tmp_path_factory):
+    return build_tiny_student(tmp_path_factory.mktemp("tiny_student"))
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory):
+    return build_tiny_teacher(tmp_path_factory.mktemp("tiny_teacher"))
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    return build_tiny_data(tmp_path_factory.mktemp("tiny_data"))

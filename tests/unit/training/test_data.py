@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.config import DataConfig
+from training.data.batches import UnitSampler, label_matrix
+from training.data.pairs import Pair, read_pairs
+from training.data.sources import load_task_data
+
+
+def test_read_pairs_csv_with_custom_columns(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("q1,q2,same\nhow are you,how do you do,yes\nhi,bye,0\n")
+    pairs = read_pairs(path, {"text_a": "q1", "text_b": "q2", "label": "same"})
+    assert pairs == [Pair("how are you", "how do you do", 1), Pair("hi", "bye", 0)]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"text_a": "x", "text_b": "y", "label": 3}', "pairs.jsonl:2: label 3"),
+        ('{"text_a": "", "text_b": "y", "label": 1}', "pairs.jsonl:2: column 'text_a' must be a non-empty"),
+        ('{"text_a": "x", "label": 1}', "pairs.jsonl:2: missing column(s) ['text_b']"),
+        ("not json", "pairs.jsonl:2: not valid JSON"),
+    ],
+)
+def test_read_pairs_rejects_malformed_row_naming_it(tmp_path, line, message):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"text_a": "a", "text_b": "b", "label": 1}) + "\n" + line + "\n")
+    with pytest.raises(ValueError) as err:
+        read_pairs(path)
+    assert message in str(err.value)
+
+
+def test_label_matrix_groups_and_gold_diagonal():
+    pairs = [
+        Pair("where is my card", "card not here", 1, "arrival", "arrival"),
+        Pair("where is my card", "lost my card", 0, "arrival", "lost"),
+        Pair("top up failed", "cannot add money", 1, "top_up", "top_up"),
+    ]
+    labels = label_matrix(pairs)
+    assert labels.tolist() == [[1, 0, 0], [1, 0, 0], [0, 0, 1]]
+
+
+def test_unit_sampler_is_deterministic_and_ranks_disjoint():
+    units = [(Pair(f"a{i}", f"b{i}", 1),) for i in range(40)]
+    s0, s1 = UnitSampler(units, 4, seed=1, rank=0, world=2), UnitSampler(units, 4, seed=1, rank=1, world=2)
+    assert s0.batch(3) == UnitSampler(units, 4, seed=1, rank=0, world=2).batch(3)
+    assert not {p.text_a for p in s0.batch(2)} & {p.text_a for p in s1.batch(2)}
+    assert len(s0.batch(0)) == 4
+
+
+def test_sources_build_splits_without_leakage(tiny_data_dir):
+    import numpy as np
+
+    def fake_embed(texts):
+        rng = np.random.default_rng(len(texts))
+        v = rng.normal(size=(len(texts), 8)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    cfg = DataConfig(data_dir=str(tiny_data_dir), dev_queries_per_intent=2, faq_alternates_per_intent=2)
+    data = load_task_data(cfg, fake_embed)
+    banking_dev = data.dev[0]
+    train_texts = {p.text_a for unit in data.train for p in unit} | {p.text_b for unit in data.train for p in unit}
+    assert not set(banking_dev.queries) & train_texts
+    assert not set(banking_dev.queries) & set(banking_dev.corpus_texts)
+    for unit in data.train:
+        assert unit[0].text_a == unit[-1].text_a  # an anchor's pairs stay together
+    assert {d.name for d in data.dev} == {"banking77", "mqp"}
+
+
+def test_unknown_source_and_missing_data_fail_fast(tmp_path):
+    with pytest.raises(ValueError, match="unknown source"):
+        load_task_data(DataConfig(sources=["nope"]), lambda t: None)
+    with pytest.raises(ValueError, match="FLIPMATCH_DATASETS_DIR"):
+        load_task_data(DataConfig(data_dir=str(tmp_path), sources=["banking77"]), lambda t: None)

@@ -1,0 +1,53 @@
+"""Export on a tiny trained-looking student: a plain SentenceTransformer folder that reproduces it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import LoraSection, StudentConfig
+from training.export import PROBE_TEXTS, ParityError, check_parity, export_student
+from training.student import load_student
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_student_dir, tmp_path_factory):
+    torch.manual_seed(1)
+    student = load_student(StudentConfig(model=str(tiny_student_dir)), LoraSection(rank=4, readout_rank=8))
+    with torch.no_grad():  # non-zero block deltas, so merging really changes the weights
+        for name, param in student.named_parameters():
+            if "lora_B" in name and "lm_head" not in name:
+                param.normal_(0, 0.05)
+    out = tmp_path_factory.mktemp("export") / "artifact"
+    export_student(student, out, manifest={"student_id": "tiny", "match_threshold": 0.7}, model_card="# card\n")
+    return student, out
+
+
+def test_layout_and_manifest(exported):
+    _, out = exported
+    modules = json.loads((out / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Dense", "Normalize"]
+    assert not list(out.glob("adapter_*")) and not (out / "chat_template.jinja").exists()
+    manifest = json.loads((out / "flipmatch.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["embedding_dim"] == 8
+    assert len(manifest["probes"]) == len(PROBE_TEXTS)
+    assert json.loads((out / "tokenizer_config.json").read_text()).get("chat_template") is None
+
+
+def test_plain_sentence_transformers_reproduces_student(exported):
+    from sentence_transformers import SentenceTransformer
+
+    student, out = exported
+    texts = ["hello", "a longer text about a card that never arrived in the post"]
+    plain = SentenceTransformer(str(out), device="cpu").encode(texts, normalize_embeddings=True)
+    assert (plain * student.encode(texts)).sum(axis=1).min() >= 0.999
+
+
+def test_parity_check_fails_loudly(exported):
+    _, out = exported
+    wrong = np.roll(np.eye(len(PROBE_TEXTS), 8, dtype=np.float32), 1, axis=1)
+    with pytest.raises(ParityError, match="cosine"):
+        check_parity(out, PROBE_TEXTS, wrong)

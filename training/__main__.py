@@ -1,0 +1,5 @@
+"""python -m training: the `flipmatch` CLI."""
+
+from training.cli import app
+
+app()

@@ -1,0 +1,172 @@
+"""`flipmatch` command line: train-teacher, distill, eval, export, serve."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="FlipMatch: flipped distillation and serving.")
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+DEFAULT_ARTIFACT = "artifacts/flipmatch-default"
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML run config.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. --set loss.margin=0.08.")]
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "sentence_transformers", "transformers", "peft"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _config(path: Path, overrides: list[str] | None):
+    from training.config import load_config
+
+    cfg = load_config(path, overrides)
+    if os.environ.get("FLIPMATCH_DATASETS_DIR"):
+        cfg.data.data_dir = os.environ["FLIPMATCH_DATASETS_DIR"]
+    return cfg
+
+
+@app.command("train-teacher")
+def train_teacher(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
+    """Fine-tune the teacher encoder on the configured pairs; print dev metrics before and after."""
+    _setup_logging()
+    from training.distill import prepare_teacher
+    from training.runs import RunDir
+
+    cfg = _config(config, set_)
+    run = RunDir(cfg.run.output_dir)
+    run.save_config(cfg)
+    _, _, report = prepare_teacher(cfg, run, "cpu" if cfg.run.device == "auto" else cfg.run.device)
+    run.write_json("teacher_metrics.json", report)
+    _print_table(report, ["teacher_base", "teacher"])
+
+
+@app.command()
+def distill(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    set_: SetOpt = None,
+    output: Annotated[Path, typer.Option(help="Where to export the merged encoder.")] = Path(DEFAULT_ARTIFACT),
+    export: Annotated[bool, typer.Option(help="Export after training.")] = True,
+) -> None:
+    """Teacher fine-tune -> flipped distillation -> evaluation -> export (with parity check)."""
+    _setup_logging()
+    from training.distill import distill as run_distill
+
+    cfg = _config(config, set_)
+    started = time.time()
+    result = run_distill(cfg)
+    if not result.metrics:
+        return  # a non-zero data-parallel rank
+    if export:
+        _export(result, cfg, output)
+    _print_table(result.metrics, ["teacher", "zero_shot", "distilled"], title="dev")
+    _print_table(result.metrics, ["test_teacher", "test_zero_shot", "test_distilled"], title="test")
+    typer.echo(f"total wall time {time.time() - started:.0f}s; run folder {result.run_dir}")
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Option("--run", help="Run folder of a finished distill.")] = Path("runs/default"),
+    output: Annotated[Path, typer.Option(help="Artifact folder to write.")] = Path(DEFAULT_ARTIFACT),
+) -> None:
+    """Export the best checkpoint of a run as a LoRA-merged sentence-transformers folder."""
+    _setup_logging()
+    from training.config import load_config
+    from training.distill import DistillResult
+    from training.runs import RunDir
+    from training.student import load_student
+
+    cfg = load_config(run_dir / "config.yaml")
+    student = load_student(cfg.student, cfg.lora)
+    RunDir(run_dir).load_best(student)
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
+    from training.evaluate.evaluators import thresholds_from
+
+    result = DistillResult(run_dir, student, metrics, thresholds_from(metrics.get("distilled", {})))
+    _export(result, cfg, output)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="sentence-transformers folder or id (e.g. an export).")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    set_: SetOpt = None,
+    split: Annotated[str, typer.Option(help="dev or test")] = "dev",
+) -> None:
+    """Evaluate any sentence-transformers encoder on the configured dev or test sets."""
+    _setup_logging()
+    from sentence_transformers import SentenceTransformer
+
+    from training.data.sources import load_task_data
+    from training.evaluate.evaluators import evaluate_all
+    from training.teacher import TeacherScorer, load_teacher
+
+    cfg = _config(config, set_)
+    miner = TeacherScorer(load_teacher(cfg.teacher.model))
+    data = load_task_data(cfg.data, miner.embed)
+    encoder = TeacherScorer(SentenceTransformer(model, device="cpu"))
+    results = evaluate_all(encoder.embed, data.dev if split == "dev" else data.test)
+    typer.echo(json.dumps(results, indent=2))
+
+
+@app.command()
+def serve(
+    model_path: Annotated[str | None, typer.Option(help="Artifact to serve (FLIPMATCH_MODEL_PATH).")] = None,
+    demo: Annotated[bool, typer.Option(help="Preload the Banking77 and MedQuAD demo corpora.")] = True,
+) -> None:
+    """Serve the encoder; trains and exports the default model first if it is absent."""
+    _setup_logging()
+    path = model_path or os.environ.get("FLIPMATCH_MODEL_PATH") or DEFAULT_ARTIFACT
+    if not (Path(path) / "modules.json").exists() and path == DEFAULT_ARTIFACT:
+        typer.echo(f"{path} not found: training the default model first (about 15 minutes on 2 CPU cores)")
+        distill(config=DEFAULT_CONFIG, set_=None, output=Path(path), export=True)
+    env = {**os.environ, "FLIPMATCH_MODEL_PATH": path}
+    if demo:
+        env.setdefault("FLIPMATCH_DEMO__PRELOAD", "true")
+    # The service is its own package: run it as a process rather than import it (the halves share only
+    # the artifact on disk).
+    os.execvpe(sys.executable, [sys.executable, "-m", "service"], env)
+
+
+def _export(result, cfg, output: Path) -> None:
+    from training.export import export_student, model_card
+
+    metrics = {f"{stage}/{k}": v for stage, values in result.metrics.items() for k, v in values.items()
+               if stage in ("distilled", "test_distilled")}
+    threshold = next(iter(result.thresholds.values()), 0.5)
+    manifest = {
+        "student_id": cfg.student.model,
+        "teacher_id": cfg.teacher.model,
+        "match_threshold": threshold,
+        "thresholds": result.thresholds,
+        "metrics": metrics,
+        "training_config": cfg.model_dump(),
+    }
+    card = model_card(student_id=cfg.student.model, teacher_id=cfg.teacher.model, metrics=metrics,
+                      threshold=threshold, config=cfg.model_dump())
+    path = export_student(result.student, output, manifest=manifest, model_card=card)
+    typer.echo(f"exported {path} (parity check passed)")
+
+
+def _print_table(report: dict[str, dict[str, float]], stages: list[str], title: str = "") -> None:
+    stages = [s for s in stages if s in report]
+    keys = sorted({k for s in stages for k in report[s]
+                   if k.endswith(("/f1", "/r@1", "/r@5", "/mrr@10", "/roc_auc", "/ap")) or k == "primary"})
+    typer.echo(f"\n{title:<22}" + "".join(f"{s:>16}" for s in stages))
+    for key in keys:
+        typer.echo(f"{key:<22}" + "".join(f"{report[s].get(key, float('nan')):>16.4f}" for s in stages))
+
+
+if __name__ == "__main__":
+    app()
