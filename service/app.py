@@ -30,8 +30,11 @@ logger = logging.getLogger(__name__)
 
 def _keys(settings: ServiceSettings) -> ApiKeys:
     auth = settings.auth
-    keys = ApiKeys(read_key(auth.admin_key, auth.admin_key_file), read_key(auth.query_key, auth.query_key_file),
-                   settings.dev_mode)
+    keys = ApiKeys(
+        read_key(auth.admin_key, auth.admin_key_file, setting="FLIPMATCH_AUTH__ADMIN_KEY(_FILE)"),
+        read_key(auth.query_key, auth.query_key_file, setting="FLIPMATCH_AUTH__QUERY_KEY(_FILE)"),
+        settings.dev_mode,
+    )
     if keys.admin is None:
         logger.warning("no admin key configured: write routes are %s",
                        "OPEN (dev_mode)" if settings.dev_mode else "refused with 403")

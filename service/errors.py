@@ -61,6 +61,12 @@ class NotReady(FlipMatchError):
         self.retry_after_s = retry_after_s
 
 
+class ClientDisconnected(FlipMatchError):
+    """The client went away before its answer was ready; its queued work was dropped. Nobody reads the reply."""
+
+    code = "client_closed_request"
+
+
 class EncoderFailed(FlipMatchError):
     """The forward pass failed for a batch. Only that batch's requests see it."""
 

@@ -143,12 +143,15 @@ class ServiceSettings(BaseSettings):
         return self.cpu_threads or max(1, (os.cpu_count() or 2) - 1)
 
 
-def read_key(value: SecretStr | None, file: Path | None) -> str | None:
-    """The key from its value or its file (stripped), or None when neither is set. Never logged."""
+def read_key(value: SecretStr | None, file: Path | None, *, setting: str = "the key file") -> str | None:
+    """The key from its value or its file (stripped), or None when neither is set. Never logged. An empty key
+    is refused: it would be a misconfiguration, not a wish for open routes."""
     if value is not None:
-        key = value.get_secret_value()
+        key = value.get_secret_value().strip()
     elif file is not None:
         key = file.read_text(encoding="utf-8").strip()
     else:
         return None
-    return key or None
+    if not key:
+        raise ValueError(f"{setting} is set but empty; put a key in it or unset it")
+    return key

@@ -15,7 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from service.corpus.registry import CorpusRegistry
 from service.engine.engine import EmbeddingEngine
-from service.errors import Forbidden, InvalidInput, NotReady, Unauthorized
+from service.errors import ClientDisconnected, Forbidden, InvalidInput, NotReady, Unauthorized
 from service.metrics import Metrics
 from service.settings import LimitsSettings, ServiceSettings
 
@@ -170,5 +170,5 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
     if not task.done():
         task.cancel()
-        raise NotReady("the client disconnected")  # nobody reads this response
+        raise ClientDisconnected("the client disconnected before the answer was ready")
     return task.result()

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from service.errors import (
     ArtifactError,
+    ClientDisconnected,
     ConfigError,
     Conflict,
     EncoderFailed,
@@ -37,6 +38,8 @@ ERROR_TABLE: dict[type[FlipMatchError], tuple[int, str]] = {
     Forbidden: (403, "permission_error"),
     Overloaded: (429, "rate_limit_error"),
     NotReady: (503, "service_unavailable_error"),
+    # nginx's 499: counted as a client-side outcome, not a server error that would page someone.
+    ClientDisconnected: (499, "client_closed_request"),
     EncoderFailed: (500, "server_error"),
     ArtifactError: (500, "server_error"),
     ConfigError: (500, "server_error"),

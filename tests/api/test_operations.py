@@ -124,3 +124,25 @@ def test_openapi_documents_every_route(client):
 @pytest.mark.parametrize("path", ["/docs", "/openapi.json"])
 def test_docs_are_served(client, path):
     assert client.get(path).status_code == 200
+
+
+def test_start_up_refuses_a_batch_budget_below_the_model_length(make_settings):
+    app = create_app(make_settings(batching={"max_batch_tokens": 32}))  # the tiny model reads 64 tokens
+    with pytest.raises(Exception, match="FLIPMATCH_BATCHING__MAX_BATCH_TOKENS=32 is below the model's max "
+                                        "sequence length \\(64\\)"):
+        with TestClient(app):
+            pass
+
+
+def test_start_up_refuses_a_model_that_fails_its_probes(make_settings, tiny_artifact, tmp_path):
+    import json
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_artifact, broken)
+    card = json.loads((broken / "flipmatch.json").read_text())
+    card["probes"][1]["vector"] = [0.0] * 31 + [1.0]
+    (broken / "flipmatch.json").write_text(json.dumps(card))
+    with pytest.raises(Exception, match="probes do not match"):
+        with TestClient(create_app(make_settings(model_path=str(broken)))):
+            pass

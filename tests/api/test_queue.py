@@ -83,7 +83,8 @@ def test_a_disconnected_client_is_dropped_before_compute(make_settings, held_enc
             abandoned = asyncio.ensure_future(call_and_disconnect(disconnect))
             await until(lambda: _equals(queue_depth(http), 1.0))
             disconnect.set()
-            await asyncio.wait_for(abandoned, 10)
+            sent = await asyncio.wait_for(abandoned, 10)
+            assert sent[0]["status"] == 499  # not a 5xx: a client going away must not page anyone
             held_encoder.release()
             assert (await blocker).status_code == 200
             assert (await http.post("/v1/embeddings", json={"input": ["after"]})).status_code == 200

@@ -145,3 +145,36 @@ def test_demo_corpora_load_once(tiny_artifact, tmp_path):
         assert request("GET", f"{url}/v1/corpora/medquad")[1]["entries"] == 300
     assert second_start < 60, f"restart took {second_start:.1f}s (first start {first_start:.1f}s)"
     assert log.read_text().count("demo corpus loaded name=banking77") == 1
+
+
+def test_a_new_model_reembeds_stored_corpora(tiny_artifact, build_tiny_encoder, tmp_path):
+    data_dir, log = tmp_path / "data", tmp_path / "server.log"
+    with server(tiny_artifact, data_dir, log) as url:
+        request("POST", f"{url}/v1/corpora", {"name": "faq"})
+        assert request("POST", f"{url}/v1/corpora/faq/entries", ENTRIES)[0] == 200
+    new_model = build_tiny_encoder(dense=16)  # another model, another dimension
+    with server(new_model, data_dir, log) as url:
+        fingerprint = request("GET", f"{url}/v1/info")[1]["fingerprint"]
+        deadline = time.monotonic() + 60
+        while (corpus := request("GET", f"{url}/v1/corpora/faq")[1])["status"] != "ready":
+            assert corpus["status"] == "reembedding" and time.monotonic() < deadline, corpus
+            time.sleep(0.1)  # poll interval, bounded by the deadline
+        assert (corpus["fingerprint"], corpus["entries"], corpus["vectors"]) == (fingerprint, 4, 6)
+        status, body = request("POST", f"{url}/v1/corpora/faq/search", {"query": "Where is my new card?"})
+        assert status == 200 and body["results"][0]["candidates"][0]["id"] == "card"
+        assert body["results"][0]["candidates"][0]["score"] > 0.999
+    assert "re-embedded corpus=faq entries=4" in log.read_text()
+
+
+def test_a_model_that_cannot_serve_stops_the_process(tiny_artifact, tmp_path):
+    log = tmp_path / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIPMATCH_")}
+    env.update({"FLIPMATCH_MODEL_PATH": str(tiny_artifact), "FLIPMATCH_DATA_DIR": str(tmp_path / "data"),
+                "FLIPMATCH_HOST": "127.0.0.1", "FLIPMATCH_PORT": str(free_port()),
+                "FLIPMATCH_BATCHING__MAX_BATCH_TOKENS": "32",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))})
+    with log.open("wb") as out:
+        result = subprocess.run([sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, timeout=120)
+    assert result.returncode != 0
+    assert "FLIPMATCH_BATCHING__MAX_BATCH_TOKENS=32 is below the model's max sequence length" in log.read_text()

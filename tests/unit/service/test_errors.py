@@ -7,6 +7,7 @@ import pytest
 from service.api.errors import ERROR_TABLE, status_for
 from service.errors import (
     ArtifactError,
+    ClientDisconnected,
     Conflict,
     EncoderFailed,
     FlipMatchError,
@@ -22,7 +23,7 @@ from service.errors import (
 @pytest.mark.parametrize(("error", "status"), [
     (InvalidInput("x"), 422), (NotFound("x"), 404), (Conflict("x"), 409), (Unauthorized("x"), 401),
     (Forbidden("x"), 403), (Overloaded("x"), 429), (NotReady("x"), 503), (EncoderFailed("x"), 500),
-    (ArtifactError("x"), 500),
+    (ArtifactError("x"), 500), (ClientDisconnected("x"), 499),
 ])
 def test_status(error, status):
     assert status_for(error)[0] == status

@@ -90,3 +90,6 @@ def test_read_key_from_value_or_file(tmp_path):
     assert read_key(None, None) is None
     with pytest.raises(FileNotFoundError):
         read_key(None, tmp_path / "missing")
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ValueError, match="FLIPMATCH_AUTH__ADMIN_KEY_FILE is set but empty"):
+        read_key(None, tmp_path / "empty", setting="FLIPMATCH_AUTH__ADMIN_KEY_FILE")
