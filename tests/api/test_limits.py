@@ -65,3 +65,16 @@ def test_user_input_never_causes_a_500(client, method, path, body):
     assert 200 <= response.status_code < 500, response.text
     if response.status_code >= 400:
         assert set(response.json()["error"]) == {"message", "type", "code"}
+
+
+def test_lone_surrogates_are_replaced_not_a_500(client):
+    """JSON may escape half a UTF-16 pair; Python decodes it to a string the tokenizer cannot encode."""
+    headers = {"Content-Type": "application/json"}
+    embedded = client.post("/v1/embeddings", content=b'{"input": ["a \\ud800 b", "ok"]}', headers=headers)
+    assert embedded.status_code == 200 and len(embedded.json()["data"]) == 2
+    client.post("/v1/corpora", json={"name": "x"})
+    written = client.put("/v1/corpora/x/entries/a", content=b'{"question": "q \\udfff", "answer": "\\ud800"}',
+                         headers=headers)
+    assert written.status_code == 200
+    assert client.get("/v1/corpora/x/export").status_code == 200
+    assert client.post("/v1/corpora/x/search", content=b'{"query": "\\udc00"}', headers=headers).status_code == 200

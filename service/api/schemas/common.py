@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: unknown fields are errors, and half UTF-16 pairs ("\\ud800", which JSON may
+    escape and Python decodes to a string no tokenizer, database or UTF-8 encoder accepts) become U+FFFD."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lone_surrogates(cls, data: Any) -> Any:
+        return _replace_surrogates(data)
 
 
 class Usage(BaseModel):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from service.api.schemas.common import text_list
+from service.api.schemas.common import RequestModel, text_list
 from service.corpus.registry import CorpusInfo
 from service.corpus.store import CORPUS_NAME, ENTRY_ID, CorpusConfig, Entry
 
@@ -23,9 +23,7 @@ def _question(text: str) -> str:
 Question = Annotated[str, AfterValidator(_question)]
 
 
-class CorpusCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CorpusCreate(RequestModel):
     name: str = Field(pattern=CORPUS_NAME.pattern, description="1-64 of a-z 0-9 _ -, starting with a letter or digit.",
                       examples=["banking-faq"])
     description: str = Field("", max_length=2000)
@@ -38,9 +36,7 @@ class CorpusCreate(BaseModel):
                                 description="Returned with no_match.")
 
 
-class CorpusUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CorpusUpdate(RequestModel):
     description: str | None = Field(None, max_length=2000)
     answer_threshold: float | None = Field(None, ge=-1.0, le=1.0)
     clarify_margin: float | None = Field(None, ge=0.0, le=2.0)
@@ -85,9 +81,7 @@ class CorporaPublic(BaseModel):
     count: int
 
 
-class EntryFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EntryFields(RequestModel):
     question: Question = Field(examples=["How long does card delivery take?"])
     alt_questions: list[Question] = Field(default_factory=list, max_length=MAX_ALTERNATES,
                                           description="Other phrasings; each is matched like the question.")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
-from service.api.schemas.common import Usage, text_list
+from service.api.schemas.common import RequestModel, Usage, text_list
 
 
-class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EmbeddingRequest(RequestModel):
     input: Annotated[str | list[str], BeforeValidator(text_list)] = Field(
         description="A text or a list of texts (at most FLIPMATCH_LIMITS__MAX_TEXTS).",
         examples=["How do I activate my card?"],

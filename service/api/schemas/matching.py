@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from service.api.schemas.common import Usage, text_list
+from service.api.schemas.common import RequestModel, Usage, text_list
 
 
 def _non_empty(text: str) -> str:
@@ -14,16 +14,12 @@ def _non_empty(text: str) -> str:
     return text
 
 
-class TextPair(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TextPair(RequestModel):
     a: Annotated[str, AfterValidator(_non_empty)] = Field(description="First text.")
     b: Annotated[str, AfterValidator(_non_empty)] = Field(description="Second text.")
 
 
-class MatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class MatchRequest(RequestModel):
     pairs: list[TextPair] = Field(min_length=1, description="Pairs to compare (at most FLIPMATCH_LIMITS__MAX_TEXTS).")
     threshold: float | None = Field(
         None, ge=-1.0, le=1.0, description="Cosine at or above which a pair matches; default: the model card's "

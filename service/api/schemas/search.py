@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
-from service.api.schemas.common import Usage, text_list
+from service.api.schemas.common import RequestModel, Usage, text_list
 
 
-class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SearchRequest(RequestModel):
     query: Annotated[str | list[str], BeforeValidator(text_list)] = Field(
         description="A question, or a list of questions (at most FLIPMATCH_LIMITS__MAX_TEXTS).",
         examples=["my card hasn't arrived yet"],
