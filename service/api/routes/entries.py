@@ -44,7 +44,7 @@ async def upsert_entries(name: CorpusName, body: list[EntryCreate], corpora: Cor
 
 
 @router.get("/entries", response_model=EntriesPublic, dependencies=[QueryKey])
-async def list_entries(name: CorpusName, corpora: CorporaDep, offset: Annotated[int, Query(ge=0)] = 0,
+async def list_entries(name: CorpusName, corpora: CorporaDep, offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> EntriesPublic:
     """Entries ordered by id, one page at a time."""
     entries, total = await corpora.list_entries(name, offset=offset, limit=limit)
