@@ -104,9 +104,11 @@ class CorpusRegistry:
                               generation=record.generation), True
 
     async def close(self) -> None:
-        for live in self._live.values():
-            if live.reembed is not None:
-                live.reembed.cancel()
+        """Stop re-embedding (it resumes on the next start) and wait for pending index saves."""
+        reembeds = [live.reembed for live in self._live.values() if live.reembed is not None]
+        for task in reembeds:
+            task.cancel()
+        await asyncio.gather(*reembeds, return_exceptions=True)
         savers = [live.saver for live in self._live.values() if live.saver is not None]
         await asyncio.gather(*savers, return_exceptions=True)
 
@@ -254,7 +256,7 @@ class CorpusRegistry:
             live.dirty = False
             try:
                 await asyncio.to_thread(self._files.save, live.record.name, live.snapshot)
-            except OSError:  # index files are a cache of the store: log, and the next start rebuilds
+            except Exception:  # index files are a cache of the store: log it; the next start rebuilds
                 logger.exception("index save failed corpus=%s", live.record.name)
 
     # ---- re-embedding after a model change --------------------------------------------------------------------
