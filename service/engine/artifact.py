@@ -85,19 +85,26 @@ def _read_json(path: Path) -> Any:
 
 
 def resolve_model_path(model_path: str) -> Path:
-    """A local folder as is; otherwise a Hugging Face model id, resolved through the local cache."""
+    """A local folder as is; otherwise a Hugging Face model id, resolved through the local cache (downloaded
+    when the hub is reachable). Something that is clearly a local path is never looked up on the hub."""
     local = Path(model_path).expanduser()
     if local.is_dir():
         return local.resolve()
-    try:
-        from huggingface_hub import snapshot_download
+    looks_local = model_path.startswith(("/", ".", "~")) or local.parent.is_dir() and local.parent != Path(".")
+    if not looks_local:
+        try:
+            from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(model_path))
-    except Exception as err:  # any hub failure (offline, unknown id, auth) means the same to the operator
-        raise ArtifactError(
-            f"model {model_path!r} is neither a folder nor a reachable model id ({type(err).__name__}); "
-            "set FLIPMATCH_MODEL_PATH to an exported artifact (see docs/artifact.md)"
-        ) from err
+            return Path(snapshot_download(model_path))
+        except Exception as err:  # any hub failure (offline, unknown id, auth) means the same to the operator
+            raise ArtifactError(
+                f"model {model_path!r} is neither a folder nor a reachable model id ({type(err).__name__}); "
+                "set FLIPMATCH_MODEL_PATH to an exported artifact (see docs/artifact.md)"
+            ) from err
+    raise ArtifactError(
+        f"model folder {str(local)!r} does not exist; export one (flipmatch distill / flipmatch export) or set "
+        "FLIPMATCH_MODEL_PATH to an artifact folder (see docs/artifact.md)"
+    )
 
 
 def fingerprint(root: Path) -> str:

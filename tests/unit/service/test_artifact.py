@@ -106,3 +106,15 @@ def test_fingerprint_tracks_weights_but_not_the_model_card(tiny_artifact, tmp_pa
     data[-1] ^= 0xFF  # one flipped byte in the weights
     weights.write_bytes(bytes(data))
     assert fingerprint(copy) != fingerprint(tiny_artifact)
+
+
+def test_a_missing_local_folder_is_not_looked_up_on_the_hub(tmp_path, monkeypatch):
+    from service.engine.artifact import resolve_model_path
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub was asked")
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", no_hub)
+    for path in (str(tmp_path / "missing"), "./artifacts/nothing-here", "~/nothing-here"):
+        with pytest.raises(ArtifactError, match="does not exist"):
+            resolve_model_path(path)
