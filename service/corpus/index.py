@@ -79,6 +79,11 @@ class VectorIndex:
     ) -> VectorIndex:
         """A new index with `remove` gone and the additions in; this one is left untouched."""
         remove_ids = np.fromiter(remove, np.int64)
+        if len(remove_ids):  # ids this index never held (or already tombstoned) must not skew the counts
+            present = faiss.vector_to_array(self._index.id_map)
+            remove_ids = remove_ids[np.isin(remove_ids, present)]
+            if self.deleted:
+                remove_ids = remove_ids[~np.isin(remove_ids, np.fromiter(self.deleted, np.int64, len(self.deleted)))]
         live_after = len(self) - len(remove_ids) + len(add_ids)
         wanted_kind = "hnsw" if live_after > hnsw_threshold else "flat"
         deleted = self.deleted | frozenset(int(i) for i in remove_ids) if self.kind == "hnsw" else frozenset()

@@ -101,3 +101,13 @@ def test_atomic_write_replaces_whole_files(tmp_path):
     write_atomically(path, b"new content")
     assert path.read_bytes() == b"new content"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+@pytest.mark.parametrize("threshold", [1000, 10])
+def test_removing_unknown_or_repeated_ids_changes_nothing(threshold):
+    index = VectorIndex.build(np.arange(20, dtype=np.int64), unit(20), dimension=16, hnsw_threshold=threshold)
+    none = np.zeros(0, np.int64), np.zeros((0, 16), np.float32)
+    once = index.with_changes(remove=[3, 999], add_ids=none[0], add_vectors=none[1], hnsw_threshold=threshold)
+    twice = once.with_changes(remove=[3], add_ids=none[0], add_vectors=none[1], hnsw_threshold=threshold)
+    assert len(once) == len(twice) == 19
+    assert twice.search(unit(1, seed=4), 50)[1].shape == (1, 19)
