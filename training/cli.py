@@ -13,7 +13,11 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="FlipMatch: flipped distillation and serving.")
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="FlipMatch: flipped distillation and serving.",
+)
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 DEFAULT_ARTIFACT = "artifacts/flipmatch-default"
@@ -142,8 +146,12 @@ def serve(
 def _export(result, cfg, output: Path) -> None:
     from training.export import export_student, model_card
 
-    metrics = {f"{stage}/{k}": v for stage, values in result.metrics.items() for k, v in values.items()
-               if stage in ("distilled", "test_distilled")}
+    metrics = {
+        f"{stage}/{k}": v
+        for stage, values in result.metrics.items()
+        for k, v in values.items()
+        if stage in ("distilled", "test_distilled")
+    }
     threshold = next(iter(result.thresholds.values()), 0.5)
     manifest = {
         "student_id": cfg.student.model,
@@ -153,16 +161,27 @@ def _export(result, cfg, output: Path) -> None:
         "metrics": metrics,
         "training_config": cfg.model_dump(),
     }
-    card = model_card(student_id=cfg.student.model, teacher_id=cfg.teacher.model, metrics=metrics,
-                      threshold=threshold, config=cfg.model_dump())
+    card = model_card(
+        student_id=cfg.student.model,
+        teacher_id=cfg.teacher.model,
+        metrics=metrics,
+        threshold=threshold,
+        config=cfg.model_dump(),
+    )
     path = export_student(result.student, output, manifest=manifest, model_card=card)
     typer.echo(f"exported {path} (parity check passed)")
 
 
 def _print_table(report: dict[str, dict[str, float]], stages: list[str], title: str = "") -> None:
     stages = [s for s in stages if s in report]
-    keys = sorted({k for s in stages for k in report[s]
-                   if k.endswith(("/f1", "/r@1", "/r@5", "/mrr@10", "/roc_auc", "/ap")) or k == "primary"})
+    keys = sorted(
+        {
+            k
+            for s in stages
+            for k in report[s]
+            if k.endswith(("/f1", "/r@1", "/r@5", "/mrr@10", "/roc_auc", "/ap")) or k == "primary"
+        }
+    )
     typer.echo(f"\n{title:<22}" + "".join(f"{s:>16}" for s in stages))
     for key in keys:
         typer.echo(f"{key:<22}" + "".join(f"{report[s].get(key, float('nan')):>16.4f}" for s in stages))

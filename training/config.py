@@ -19,7 +19,9 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    data_dir: str = Field("../shared/data", description="Folder with the bundled datasets (env FLIPMATCH_DATASETS_DIR).")
+    data_dir: str = Field(
+        "../shared/data", description="Folder with the bundled datasets (env FLIPMATCH_DATASETS_DIR)."
+    )
     sources: list[str] = Field(
         default_factory=lambda: ["banking77", "medical_question_pairs"],
         description="Named pair sources: banking77, medical_question_pairs, medical_rqe, or file:<path>.",
@@ -52,6 +54,9 @@ class StudentConfig(_Section):
     model: str = Field(DEFAULT_STUDENT, description="Decoder-only LM: packaged default, HF id or local path.")
     pooling: Literal["lasttoken", "mean"] = Field("lasttoken", description="Pool over tokens; lasttoken reads the EOS.")
     max_seq_length: int = 64
+    num_layers: int | None = Field(
+        None, description="Keep only the first N blocks (readout position); None keeps all. Cuts compute too."
+    )
     gradient_checkpointing: bool = False
 
 

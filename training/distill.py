@@ -70,8 +70,10 @@ def _schedule(optimizer: torch.optim.Optimizer, steps: int, warmup: float) -> to
 def _embed_batch(student: StudentEncoder, texts: list[str], device: str, chunk: int = 32) -> torch.Tensor:
     """Forward in length-sorted chunks (less padding), then restore order. (N, r)"""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    parts = [student(**student.tokenize([texts[i] for i in order[s : s + chunk]], device))
-             for s in range(0, len(texts), chunk)]
+    parts = [
+        student(**student.tokenize([texts[i] for i in order[s : s + chunk]], device))
+        for s in range(0, len(texts), chunk)
+    ]
     out = torch.empty((len(texts), parts[0].shape[1]), dtype=parts[0].dtype, device=parts[0].device)
     out[torch.tensor(order, device=out.device)] = torch.cat(parts)
     return out

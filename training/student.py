@@ -126,16 +126,35 @@ class StudentEncoder(nn.Module):
         return out
 
 
+def truncate_layers(causal_lm: nn.Module, num_layers: int) -> None:
+    """Read the embedding after block N: the upper blocks are dropped (and never computed). The final norm
+    still applies, so the export stays a stock transformer with a smaller num_hidden_layers."""
+    total = causal_lm.config.num_hidden_layers
+    if not 0 < num_layers <= total:
+        raise ValueError(f"student.num_layers must be in 1..{total}, got {num_layers}")
+    causal_lm.model.layers = causal_lm.model.layers[:num_layers]
+    causal_lm.config.num_hidden_layers = num_layers
+    if getattr(causal_lm.config, "layer_types", None):
+        causal_lm.config.layer_types = causal_lm.config.layer_types[:num_layers]
+
+
 def load_student(cfg: StudentConfig, lora: LoraSection, device: torch.device | str = "cpu") -> StudentEncoder:
     path = resolve_student(cfg.model)
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
     base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    if cfg.num_layers is not None:
+        truncate_layers(base, cfg.num_layers)
     if cfg.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()
     model = get_peft_model(base, lora_config(lora, base.config.num_hidden_layers))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    logger.info("student %s: %.2fM trainable of %.1fM (%.2f%%)", cfg.model, trainable / 1e6, total / 1e6,
-                100 * trainable / total)
+    logger.info(
+        "student %s: %.2fM trainable of %.1fM (%.2f%%)",
+        cfg.model,
+        trainable / 1e6,
+        total / 1e6,
+        100 * trainable / total,
+    )
     return StudentEncoder(model, tokenizer, cfg.pooling, cfg.max_seq_length).to(device)

@@ -61,7 +61,11 @@ def finetune_teacher(
             for start in range(0, len(group) - cfg.batch_size + 1, cfg.batch_size):
                 batch = group[start : start + cfg.batch_size]
                 features = [
-                    {k: v.to(model.device) for k, v in model.tokenize([r[c] for r in batch]).items() if torch.is_tensor(v)}
+                    {
+                        k: v.to(model.device)
+                        for k, v in model.tokenize([r[c] for r in batch]).items()
+                        if torch.is_tensor(v)
+                    }
                     for c in range(width)
                 ]
                 with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):

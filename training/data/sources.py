@@ -23,7 +23,9 @@ EmbedFn = Callable[[list[str]], np.ndarray]  # texts -> (N, D) L2-normalised
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        raise ValueError(f"data file {path} not found; set data.data_dir (or FLIPMATCH_DATASETS_DIR) to the data folder")
+        raise ValueError(
+            f"data file {path} not found; set data.data_dir (or FLIPMATCH_DATASETS_DIR) to the data folder"
+        )
     return path
 
 
@@ -152,7 +154,9 @@ def user_file(path: str, cfg: DataConfig) -> TaskData:
     pairs = read_pairs(path, cfg.file_columns)
     train, dev, test = _split_units([(p,) for p in pairs], cfg.seed)
     name = Path(path).stem
-    return TaskData(train=train, dev=[_pairset(name, dev, cfg.max_eval_pairs)], test=[_pairset(name, test, cfg.max_eval_pairs)])
+    return TaskData(
+        train=train, dev=[_pairset(name, dev, cfg.max_eval_pairs)], test=[_pairset(name, test, cfg.max_eval_pairs)]
+    )
 
 
 SOURCES: dict[str, Callable[[DataConfig, EmbedFn], TaskData]] = {

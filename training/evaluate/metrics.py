@@ -23,8 +23,13 @@ def classification_at(scores: np.ndarray, labels: np.ndarray, threshold: float) 
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"accuracy": float((pred == y).mean()), "precision": float(precision), "recall": float(recall),
-            "f1": float(f1), "threshold": float(threshold)}
+    return {
+        "accuracy": float((pred == y).mean()),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "threshold": float(threshold),
+    }
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:

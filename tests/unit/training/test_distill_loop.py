@@ -17,16 +17,29 @@ pytestmark = pytest.mark.slow
 
 
 def tiny_config(student_dir, teacher_dir, data_dir, out, stop_at_step=None, **optim) -> TrainConfig:
-    return TrainConfig.model_validate({
-        "data": {"data_dir": str(data_dir), "dev_queries_per_intent": 2, "faq_alternates_per_intent": 2,
-                 "max_eval_pairs": 10, "max_test_queries": 8},
-        "teacher": {"model": str(teacher_dir), "batch_size": 4, "max_rows": 16},
-        "student": {"model": str(student_dir), "max_seq_length": 24},
-        "lora": {"rank": 4, "readout_rank": 8},
-        "optim": {"lr": 1e-3, "batch_pairs": 4, "steps": 4, "bf16": "off", **optim},
-        "run": {"output_dir": str(out), "eval_every": 2, "checkpoint_every": 2, "log_every": 1, "seed": 3,
-                "stop_at_step": stop_at_step},
-    })
+    return TrainConfig.model_validate(
+        {
+            "data": {
+                "data_dir": str(data_dir),
+                "dev_queries_per_intent": 2,
+                "faq_alternates_per_intent": 2,
+                "max_eval_pairs": 10,
+                "max_test_queries": 8,
+            },
+            "teacher": {"model": str(teacher_dir), "batch_size": 4, "max_rows": 16},
+            "student": {"model": str(student_dir), "max_seq_length": 24},
+            "lora": {"rank": 4, "readout_rank": 8},
+            "optim": {"lr": 1e-3, "batch_pairs": 4, "steps": 4, "bf16": "off", **optim},
+            "run": {
+                "output_dir": str(out),
+                "eval_every": 2,
+                "checkpoint_every": 2,
+                "log_every": 1,
+                "seed": 3,
+                "stop_at_step": stop_at_step,
+            },
+        }
+    )
 
 
 def lora_state(student) -> dict[str, torch.Tensor]:
@@ -52,8 +65,11 @@ def test_resume_continues_where_it_stopped(tiny_student_dir, tiny_teacher_dir, t
     full = distill(tiny_config(tiny_student_dir, tiny_teacher_dir, tiny_data_dir, tmp_path / "full"))
     distill(tiny_config(tiny_student_dir, tiny_teacher_dir, tiny_data_dir, tmp_path / "cut", stop_at_step=2))
     resumed = distill(tiny_config(tiny_student_dir, tiny_teacher_dir, tiny_data_dir, tmp_path / "cut"))
-    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "scalars.jsonl").read_text().splitlines()
-             if '"train"' in line]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "cut" / "scalars.jsonl").read_text().splitlines()
+        if '"train"' in line
+    ]
     assert steps == [1, 2, 3, 4]  # the second run started at step 3
     # Same batches, same RNG: the resumed run ends where the uninterrupted one does (last-step weights,
     # compared via the checkpoint both runs wrote at step 4).
@@ -70,8 +86,9 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, cfg_json: str, out_dir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     result = distill(TrainConfig.model_validate_json(cfg_json))
     torch.save(lora_state(result.student), os.path.join(out_dir, f"rank{rank}.pt"))
