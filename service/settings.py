@@ -106,7 +106,8 @@ class ServiceSettings(BaseSettings):
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto",
-        description="auto: float16 (or bfloat16) on CUDA; float32 on CPU, bfloat16 only on CPUs with AMX.",
+        description="auto: float16 (then bfloat16) on CUDA; on CPU bfloat16 where the CPU has native bf16 "
+        "(AVX512-BF16/AMX), else float32. Auto falls back to float32 when the probe parity check fails.",
     )
     cpu_threads: int = Field(
         0,

@@ -137,8 +137,9 @@ def fake_encoder() -> Callable[..., FakeEncoder]:
 
 @pytest.fixture
 def make_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_artifact: Path) -> Callable[..., Any]:
-    """ServiceSettings for tests: the tiny artifact, a temporary data_dir, dev mode, and no FLIPMATCH_* variable
-    from the machine. Keyword overrides take nested sections as dicts: make_settings(limits={"max_texts": 4})."""
+    """ServiceSettings for tests: the tiny artifact, a temporary data_dir, dev mode, float32 on CPU (the same
+    numbers on every machine), and no FLIPMATCH_* variable from the machine. Keyword overrides take nested
+    sections as dicts: make_settings(limits={"max_texts": 4})."""
     import os
 
     from service.settings import ServiceSettings
@@ -148,7 +149,7 @@ def make_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_artifact
 
     def make(**overrides: Any) -> ServiceSettings:
         values: dict[str, Any] = {"model_path": str(tiny_artifact), "data_dir": tmp_path / "data", "dev_mode": True,
-                                  "device": "cpu", "cpu_threads": 1}
+                                  "device": "cpu", "dtype": "float32", "cpu_threads": 1}
         values.update(overrides)
         return ServiceSettings(**values)
 

@@ -37,7 +37,8 @@ def choose(
 
     auto on CUDA: float16 first (10 mantissa bits keep cosine parity with float32 above 0.999 where bfloat16's
     7 bits can fall short on deep models), then bfloat16 (no overflow), then float32.
-    auto on CPU: float32, or bfloat16 first on CPUs with AMX, where it is markedly faster.
+    auto on CPU: float32, or bfloat16 first on CPUs with native bf16 instructions (AVX512-BF16 or AMX), where it
+    is markedly faster: on a 2-vCPU AVX512-BF16 EPYC, 1.8x for MiniLM and for SmolLM2-135M (one thread, batch 32).
     Explicit choices get no fallback: if they fail the parity check, loading fails loudly.
     """
     if device not in ("auto", "cpu", "cuda"):
@@ -61,14 +62,15 @@ def choose(
         dtypes = ("float16", "bfloat16", "float32") if cuda_bf16_supported else ("float16", "float32")
         return Placement("cuda", dtypes, "CUDA available: half precision first")
     if cpu_bf16_fast:
-        return Placement("cpu", ("bfloat16", "float32"), "CPU with AMX: bfloat16 first")
-    return Placement("cpu", ("float32",), "CPU without AMX: float32")
+        return Placement("cpu", ("bfloat16", "float32"), "CPU with native bf16: bfloat16 first")
+    return Placement("cpu", ("float32",), "CPU without native bf16: float32")
 
 
-def cpu_has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True when the CPU advertises AMX bf16 tiles (Sapphire Rapids and later)."""
+def cpu_has_fast_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True when the CPU advertises native bf16 arithmetic (AVX512-BF16 or AMX tiles)."""
     try:
         text = cpuinfo.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    return any(line.startswith("flags") and " amx_bf16" in line for line in text.splitlines())
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags

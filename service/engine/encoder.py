@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
 from service.engine.artifact import ArtifactSpec, DenseSpec, read_artifact, resolve_model_path
-from service.engine.device import Placement, choose, cpu_has_amx
+from service.engine.device import Placement, choose, cpu_has_fast_bf16
 from service.engine.engine import EncoderInfo, TokenizedText
 from service.errors import ArtifactError
 
@@ -173,9 +173,12 @@ def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", 
     spec = read_artifact(root, name=root.name if Path(model_path).expanduser().is_dir() else model_path)
     cuda = torch.cuda.is_available()
     placement = choose(device, dtype, cuda_available=cuda,
-                       cuda_bf16_supported=cuda and torch.cuda.is_bf16_supported(), cpu_bf16_fast=cpu_has_amx())
+                       cuda_bf16_supported=cuda and torch.cuda.is_bf16_supported(), cpu_bf16_fast=cpu_has_fast_bf16())
+    dtypes = placement.dtypes
+    if not spec.card.probes and dtype == "auto" and placement.device == "cpu":
+        dtypes = ("float32",)  # no probes to prove that bfloat16 keeps parity: stay exact
     failures = []
-    for candidate in placement.dtypes:
+    for candidate in dtypes:
         encoder = Encoder(spec, placement, candidate)
         cosines = encoder.probe_cosines()
         worst = float(cosines.min()) if cosines.size else 1.0

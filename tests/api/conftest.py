@@ -49,7 +49,7 @@ def client(api: Callable[..., contextlib.AbstractContextManager[TestClient]]) ->
 def tiny_encoder(tiny_artifact: Any) -> Any:
     from service.engine.encoder import load_encoder
 
-    return load_encoder(str(tiny_artifact), device="cpu")
+    return load_encoder(str(tiny_artifact), device="cpu", dtype="float32")
 
 
 @pytest.fixture

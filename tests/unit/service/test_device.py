@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.engine.device import choose, cpu_has_amx
+from service.engine.device import choose, cpu_has_fast_bf16
 from service.errors import ConfigError
 
 
@@ -23,7 +23,7 @@ def test_auto_without_cuda_is_cpu_float32():
     assert (placement.device, placement.dtypes) == ("cpu", ("float32",))
 
 
-def test_cpu_with_amx_tries_bfloat16_first():
+def test_cpu_with_native_bf16_tries_bfloat16_first():
     assert choose("cpu", "auto", cuda_available=True, cpu_bf16_fast=True).dtypes == ("bfloat16", "float32")
 
 
@@ -48,11 +48,10 @@ def test_impossible_choices_are_refused(device, dtype, cuda, bf16, message):
         choose(device, dtype, cuda_available=cuda, cuda_bf16_supported=bf16)
 
 
-def test_amx_detection_reads_cpu_flags(tmp_path):
-    with_amx = tmp_path / "amx"
-    with_amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
-    without = tmp_path / "plain"
-    without.write_text("processor\t: 0\nflags\t\t: fpu sse avx512_bf16\n")
-    assert cpu_has_amx(with_amx) is True
-    assert cpu_has_amx(without) is False
-    assert cpu_has_amx(tmp_path / "missing") is False
+def test_bf16_detection_reads_cpu_flags(tmp_path):
+    cases = {"fpu sse avx512f amx_bf16 amx_tile": True, "fpu sse avx512_bf16": True, "fpu sse avx2 avx512f": False}
+    for flags, expected in cases.items():
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert cpu_has_fast_bf16(info) is expected, flags
+    assert cpu_has_fast_bf16(tmp_path / "missing") is False

@@ -35,7 +35,7 @@ def test_matches_sentence_transformers(build_tiny_encoder, variant):
     from sentence_transformers import SentenceTransformer
 
     path = build_tiny_encoder(**VARIANTS[variant])
-    encoder = load_encoder(str(path), device="cpu")
+    encoder = load_encoder(str(path), device="cpu", dtype="float32")
     # One batch holding texts of different lengths, so padding (left or right) is exercised.
     ours = encoder.encode(encoder.tokenize(TEXTS))
     reference = SentenceTransformer(str(path), device="cpu").encode(TEXTS, convert_to_numpy=True)
@@ -46,7 +46,7 @@ def test_matches_sentence_transformers(build_tiny_encoder, variant):
 
 
 def test_info_describes_the_model(tiny_artifact):
-    info = load_encoder(str(tiny_artifact), device="cpu").info
+    info = load_encoder(str(tiny_artifact), device="cpu", dtype="float32").info
     assert (info.dimension, info.device, info.dtype, info.max_seq_length, info.match_threshold) == (
         32, "cpu", "float32", 64, 0.5)
 
@@ -72,3 +72,39 @@ def test_an_unknown_model_fails_with_an_actionable_message(tmp_path, monkeypatch
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ArtifactError, match="FLIPMATCH_MODEL_PATH"):
         load_encoder(str(tmp_path / "no-such-model"), device="cpu")
+
+
+def test_bfloat16_on_cpu_keeps_parity(tiny_artifact):
+    from sentence_transformers import SentenceTransformer
+
+    encoder = load_encoder(str(tiny_artifact), device="cpu", dtype="bfloat16")
+    assert encoder.info.dtype == "bfloat16"
+    ours = encoder.encode(encoder.tokenize(TEXTS))
+    reference = SentenceTransformer(str(tiny_artifact), device="cpu").encode(TEXTS, convert_to_numpy=True)
+    assert cosine(ours, reference).min() >= 0.999
+
+
+def test_auto_falls_back_to_float32_when_half_precision_misses_the_probes(tiny_artifact, monkeypatch, caplog):
+    from service.engine import encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "cpu_has_fast_bf16", lambda: True)
+    real = encoder_module.Encoder.probe_cosines
+
+    def pretend_bf16_drifts(self):
+        return real(self) if self.dtype == "float32" else np.array([0.99], np.float32)
+
+    monkeypatch.setattr(encoder_module.Encoder, "probe_cosines", pretend_bf16_drifts)
+    with caplog.at_level("WARNING"):
+        encoder = load_encoder(str(tiny_artifact), device="cpu", dtype="auto")
+    assert encoder.info.dtype == "float32"
+    assert "probe parity failed dtype=bfloat16" in caplog.text
+
+
+def test_auto_without_probes_stays_float32_on_cpu(tiny_artifact, tmp_path, monkeypatch):
+    from service.engine import encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "cpu_has_fast_bf16", lambda: True)
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_artifact, plain)
+    (plain / "flipmatch.json").unlink()
+    assert load_encoder(str(plain), device="cpu", dtype="auto").info.dtype == "float32"
