@@ -84,6 +84,11 @@ class LossConfig(_Section):
     contrastive_weight: float = Field(1.0, description="lambda_mcl (or the ArcCSE/KDMCSE weight).")
     margin: float = Field(0.06, description="m_c: inter-class angular margin (radians).")
     filter: bool = Field(True, description="Dual-threshold filter on/off.")
+    filter_scope: Literal["labelled", "all"] = Field(
+        "labelled",
+        description="labelled: filter the gold-labelled pairs only; all: also in-batch pairs (drops hard in-batch "
+        "negatives the teacher finds similar).",
+    )
     filter_pos_threshold: float = Field(0.5, description="tau_pos: drop positives the teacher scores below.")
     filter_neg_threshold: float = Field(0.5, description="tau_neg: drop negatives the teacher scores above.")
 

@@ -68,15 +68,18 @@ def _schedule(optimizer: torch.optim.Optimizer, steps: int, warmup: float) -> to
 
 
 def _embed_batch(student: StudentEncoder, texts: list[str], device: str, chunk: int = 32) -> torch.Tensor:
-    """Forward in length-sorted chunks (less padding), then restore order. (N, r)"""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    """Forward each distinct text once (an anchor appears in its positive and its negative pair), in
+    length-sorted chunks (less padding), then scatter back to batch order. (N, r)"""
+    unique = list(dict.fromkeys(texts))
+    order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
     parts = [
-        student(**student.tokenize([texts[i] for i in order[s : s + chunk]], device))
-        for s in range(0, len(texts), chunk)
+        student(**student.tokenize([unique[i] for i in order[s : s + chunk]], device))
+        for s in range(0, len(unique), chunk)
     ]
-    out = torch.empty((len(texts), parts[0].shape[1]), dtype=parts[0].dtype, device=parts[0].device)
-    out[torch.tensor(order, device=out.device)] = torch.cat(parts)
-    return out
+    by_length = torch.cat(parts)  # rows in `order`
+    position = {index: row for row, index in enumerate(order)}
+    lookup = {text: position[i] for i, text in enumerate(unique)}
+    return by_length[torch.tensor([lookup[t] for t in texts], device=by_length.device)]
 
 
 def prepare_teacher(
@@ -162,7 +165,8 @@ def distill(cfg: TrainConfig) -> DistillResult:
         if rank == 0 and step % cfg.run.log_every == 0:
             run.log_scalars(step, logged)
             logger.info("step %d %s", step, _fmt(logged))
-        if rank == 0 and (step % cfg.run.eval_every == 0 or step == cfg.optim.steps):
+        out_of_time = bool(cfg.optim.max_minutes) and time.time() - started > cfg.optim.max_minutes * 60
+        if rank == 0 and (step % cfg.run.eval_every == 0 or step == cfg.optim.steps or out_of_time):
             dev = evaluate_all(encode, data.dev)
             run.log_scalars(step, dev, tag="dev")
             logger.info("dev step %d %s", step, _fmt(dev))
@@ -175,7 +179,7 @@ def distill(cfg: TrainConfig) -> DistillResult:
         if cfg.run.stop_at_step is not None and step >= cfg.run.stop_at_step:
             logger.info("stopping at step %d (run.stop_at_step); resume with the same output_dir", step)
             break
-        if cfg.optim.max_minutes and time.time() - started > cfg.optim.max_minutes * 60:
+        if out_of_time:
             logger.warning("stopping at step %d: optim.max_minutes=%s reached", step, cfg.optim.max_minutes)
             break
     bar.close()

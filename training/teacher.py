@@ -99,7 +99,9 @@ class TeacherScorer:
     def embed(self, texts: list[str]) -> np.ndarray:
         """(N, D) L2-normalised float32."""
         if self.cache_path is None:
-            return self._encode(texts)
+            unique = list(dict.fromkeys(texts))
+            vectors = dict(zip(unique, self._encode(unique), strict=True))
+            return np.stack([vectors[t] for t in texts])
         missing = list({t for t in texts if self._key(t) not in self._cache})
         if missing:
             for text, vec in zip(missing, self._encode(missing), strict=True):

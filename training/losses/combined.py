@@ -38,10 +38,14 @@ class FlipLoss(nn.Module):
         """sim_student, sim_teacher, labels: (B, B). Returns {'total', 'sup', 'dist', 'mcl', 'drop_pos', ...}."""
         cfg = self.cfg
         sim_teacher = sim_teacher.to(sim_student.dtype)
+        eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+        # The filter's scope: the gold-labelled pairs (diagonal) by default; in-batch pairs carry no gold
+        # label to contradict, and the teacher-similar ones among them are the most useful negatives.
+        scope = eye if cfg.filter_scope == "labelled" else torch.ones_like(eye)
+        keep = torch.ones_like(eye)
         if cfg.filter:
-            keep = dual_threshold_keep(sim_teacher, labels, cfg.filter_pos_threshold, cfg.filter_neg_threshold)
-        else:
-            keep = torch.ones_like(labels, dtype=torch.bool)
+            verdict = dual_threshold_keep(sim_teacher, labels, cfg.filter_pos_threshold, cfg.filter_neg_threshold)
+            keep = verdict | ~scope
         parts: dict[str, torch.Tensor] = {}
         total = sim_student.sum() * 0.0
         if cfg.supervised_weight > 0:
@@ -54,6 +58,6 @@ class FlipLoss(nn.Module):
             parts[cfg.contrastive] = self.contrastive(sim_student, sim_teacher, labels, keep)
             total = total + cfg.contrastive_weight * parts[cfg.contrastive]
         parts["total"] = total
-        for key, value in drop_rate(keep, labels).items():
+        for key, value in drop_rate(keep[scope], labels[scope]).items():
             parts[key] = torch.tensor(value)
         return parts

@@ -134,3 +134,14 @@ def test_sft_switch_keeps_only_supervised():
     assert set(parts) == {"sup", "total", "drop_pos", "drop_neg"}
     assert parts["total"].item() == pytest.approx(parts["sup"].item())
     assert parts["drop_pos"].item() == 0 and parts["drop_neg"].item() == 0
+
+
+def test_filter_scope_labelled_keeps_in_batch_pairs():
+    teacher = torch.tensor([[0.9, 0.8], [0.7, 0.2]])  # both off-diagonal "negatives" look similar to the teacher
+    labels = torch.eye(2, dtype=torch.long)
+    sim = torch.tensor([[0.5, 0.4], [0.3, 0.6]])
+    labelled = FlipLoss(LossConfig(filter_scope="labelled"))(sim, teacher, labels)
+    everything = FlipLoss(LossConfig(filter_scope="all"))(sim, teacher, labels)
+    assert labelled["drop_neg"].item() == 0.0 and labelled["drop_pos"].item() == 0.5  # (1,1) scored 0.2
+    assert everything["drop_neg"].item() == 1.0
+    assert labelled["sup"].item() != everything["sup"].item()

@@ -70,3 +70,15 @@ def test_zero_shot_mode_returns_hidden_size(student):
         assert student.encode(["hi"]).shape == (1, 64)
     finally:
         student.use_readout = True
+
+
+def test_embed_batch_dedupes_and_keeps_order(student):
+    from training.distill import _embed_batch
+
+    texts = ["where is my card", "a much longer question about a card that never came", "where is my card", "hi"]
+    with torch.no_grad():
+        batch = _embed_batch(student, texts, "cpu", chunk=2)
+        single = torch.cat([student(**student.tokenize([t], "cpu")) for t in texts])
+    assert batch.shape == (4, 8)
+    assert torch.nn.functional.cosine_similarity(batch, single).min() > 0.999
+    assert torch.equal(batch[0], batch[2])
