@@ -32,16 +32,6 @@ def check_corpus_name(name: str) -> str:
     return name
 
 
-def check_entry_id(entry_id: str) -> str:
-    if not ENTRY_ID.fullmatch(entry_id):
-        raise InvalidInput(
-            f"entry id {entry_id[:80]!r} is invalid: use 1-128 characters from A-Z, a-z, 0-9 and '._:@-', "
-            "starting with a letter or digit",
-            code="invalid_entry_id",
-        )
-    return entry_id
-
-
 @dataclass(frozen=True)
 class CorpusConfig:
     """Per-corpus decision settings (changeable with PATCH)."""

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class EmbeddingEngine:
         self._metrics = metrics
         self._bulk_chunk = max(1, min(max_queue // 2, max_batch_size * 4))
         self.batcher = DynamicBatcher(
-            self._encode_batch,
+            encoder.encode,
             max_batch_tokens=max_batch_tokens,
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
@@ -100,9 +100,6 @@ class EmbeddingEngine:
     @property
     def info(self) -> EncoderInfo:
         return self._encoder.info
-
-    def _encode_batch(self, payloads: list[Any]) -> np.ndarray:
-        return self._encoder.encode(payloads)
 
     async def start(self) -> None:
         """Warm-up forward pass (first-call allocations, lazy kernels), then start batching."""
