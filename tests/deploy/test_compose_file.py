@@ -107,7 +107,7 @@ def test_datasets_default_matches_both_packages(services):
     for name in SERVICE_CONTAINERS:
         assert environment(services[name])["FLIPMATCH_DEMO__DATA_DIR"] == "/datasets"
     for name in TRAINER_CONTAINERS:
-        assert environment(services[name])["FLIPMATCH_DATA_DIR"] == "/datasets"
+        assert environment(services[name])["FLIPMATCH_DATASETS_DIR"] == "/datasets"
     try:
         from service.settings import DemoSettings
     except ImportError:
