@@ -138,9 +138,23 @@ def serve(
     env = {**os.environ, "FLIPMATCH_MODEL_PATH": path}
     if demo:
         env.setdefault("FLIPMATCH_DEMO__PRELOAD", "true")
+    if not env.get("FLIPMATCH_AUTH__ADMIN_KEY") and not env.get("FLIPMATCH_AUTH__ADMIN_KEY_FILE"):
+        env["FLIPMATCH_AUTH__ADMIN_KEY_FILE"] = str(_local_admin_key())
     # The service is its own package: run it as a process rather than import it (the halves share only
     # the artifact on disk).
     os.execvpe(sys.executable, [sys.executable, "-m", "service"], env)
+
+
+def _local_admin_key(path: Path = Path(".flipmatch/admin.key")) -> Path:
+    """A random admin key for a local run, created once (mode 600); write routes need it."""
+    import secrets
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    typer.echo(f"admin key for write routes: {path} (export ADMIN_KEY=$(cat {path}))")
+    return path
 
 
 def _export(result, cfg, output: Path) -> None:
