@@ -9,6 +9,7 @@ import torch
 
 from service.engine.artifact import read_card
 from service.engine.encoder import load_encoder
+from tests.fixtures.tiny_models import perturb_block_lora
 from training.config import LoraSection, StudentConfig
 from training.export import export_student
 from training.student import load_student
@@ -22,10 +23,7 @@ def exported(tiny_student_dir, tmp_path_factory):
     student = load_student(
         StudentConfig(model=str(tiny_student_dir), num_layers=1), LoraSection(rank=4, readout_rank=8)
     )
-    with torch.no_grad():
-        for name, param in student.named_parameters():
-            if "lora_B" in name and "lm_head" not in name:
-                param.normal_(0, 0.05)
+    perturb_block_lora(student, seed=2)
     out = tmp_path_factory.mktemp("contract") / "artifact"
     export_student(student, out, manifest={"student_id": "tiny", "match_threshold": 0.42}, model_card="# c\n")
     return student, out

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fixtures.tiny_models import perturb_block_lora
 from training.config import LoraSection, StudentConfig
 from training.export import PROBE_TEXTS, ParityError, check_parity, export_student
 from training.student import load_student
@@ -17,10 +18,7 @@ from training.student import load_student
 def exported(tiny_student_dir, tmp_path_factory):
     torch.manual_seed(1)
     student = load_student(StudentConfig(model=str(tiny_student_dir)), LoraSection(rank=4, readout_rank=8))
-    with torch.no_grad():  # non-zero block deltas, so merging really changes the weights
-        for name, param in student.named_parameters():
-            if "lora_B" in name and "lm_head" not in name:
-                param.normal_(0, 0.05)
+    perturb_block_lora(student, seed=1)
     out = tmp_path_factory.mktemp("export") / "artifact"
     export_student(student, out, manifest={"student_id": "tiny", "match_threshold": 0.7}, model_card="# card\n")
     return student, out
