@@ -8,6 +8,7 @@ Pooling is linear, so pool(A . h) == A . pool(h): the export is Transformer -> P
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import torch
@@ -147,7 +148,10 @@ def load_student(cfg: StudentConfig, lora: LoraSection, device: torch.device | s
     if cfg.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()
-    model = get_peft_model(base, lora_config(lora, base.config.num_hidden_layers))
+    with warnings.catch_warnings():
+        # peft warns that the tied LM head carries an adapter; we never merge it (it exports as Dense).
+        warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+        model = get_peft_model(base, lora_config(lora, base.config.num_hidden_layers))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info(
