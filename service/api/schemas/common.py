@@ -66,6 +66,7 @@ def text_list(value: Any) -> Any:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
+        400: "The body is not valid JSON (or not valid CSV/JSONL for an import).",
         401: "Missing or invalid API key.",
         403: "Key lacks the scope, or writes are disabled (no admin key and not dev mode).",
         404: "Unknown corpus or entry.",
