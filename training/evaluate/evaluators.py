@@ -4,6 +4,7 @@ Every set returns flat `name/metric` keys; `primary` is the mean of each set's p
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,12 +13,25 @@ from training.evaluate.metrics import (
     average_precision,
     best_threshold,
     classification_at,
+    no_match_metrics,
     retrieval_metrics,
     roc_auc,
+    spearman,
 )
 
 EncodeFn = Callable[[list[str]], np.ndarray]
-PRIMARY = {"pairs": "f1", "retrieval": "r@1"}
+PRIMARY = {"pairs": "f1", "retrieval": "r@1", "no_match": "auroc"}
+
+
+@dataclass(frozen=True)
+class NoMatchSet:
+    """No-match detection: in-scope queries have their entry in the corpus, out-of-scope queries do not
+    (their intent was held out of the corpus). Scored by each query's best corpus similarity."""
+
+    name: str
+    corpus_texts: list[str]
+    queries_in: list[str]
+    queries_out: list[str]
 
 
 def pair_scores(encode: EncodeFn, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
@@ -40,8 +54,22 @@ def evaluate_retrieval(encode: EncodeFn, data: RetrievalSet) -> dict[str, float]
     return retrieval_metrics(queries @ corpus.T, data.corpus_labels, data.query_labels)
 
 
+def evaluate_no_match(encode: EncodeFn, data: NoMatchSet) -> dict[str, float]:
+    corpus = encode(data.corpus_texts)
+    best_in = (encode(data.queries_in) @ corpus.T).max(axis=1)
+    best_out = (encode(data.queries_out) @ corpus.T).max(axis=1)
+    return no_match_metrics(best_in, best_out)
+
+
+def evaluate_agreement(encode_student: EncodeFn, encode_teacher: EncodeFn, pairs: PairSet) -> dict[str, float]:
+    """Teacher-student agreement: Spearman of the two models' cosine similarities on the same pairs."""
+    student, _ = pair_scores(encode_student, pairs)
+    teacher, _ = pair_scores(encode_teacher, pairs)
+    return {"spearman": spearman(student, teacher)}
+
+
 def evaluate_all(
-    encode: EncodeFn, sets: list[PairSet | RetrievalSet], thresholds: dict[str, float] | None = None
+    encode: EncodeFn, sets: list[PairSet | RetrievalSet | NoMatchSet], thresholds: dict[str, float] | None = None
 ) -> dict[str, float]:
     results: dict[str, float] = {}
     primaries = []
@@ -49,6 +77,9 @@ def evaluate_all(
         if isinstance(data, PairSet):
             metrics = evaluate_pairs(encode, data, (thresholds or {}).get(data.name))
             primaries.append(metrics[PRIMARY["pairs"]])
+        elif isinstance(data, NoMatchSet):
+            metrics = evaluate_no_match(encode, data)
+            primaries.append(metrics[PRIMARY["no_match"]])
         else:
             metrics = evaluate_retrieval(encode, data)
             primaries.append(metrics[PRIMARY["retrieval"]])

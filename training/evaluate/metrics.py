@@ -72,3 +72,59 @@ def retrieval_metrics(sim: np.ndarray, corpus_labels: list[str], query_labels: l
     out["mrr@10"] = float(np.where(rank < 10, 1.0 / (rank + 1), 0.0).mean())
     out["ndcg@10"] = float(np.where(rank < 10, 1.0 / np.log2(rank + 2), 0.0).mean())
     return out
+
+
+def precision_at_recall(scores: np.ndarray, labels: np.ndarray, recall: float = 0.9) -> float:
+    """Precision at the highest threshold whose recall of the positives reaches `recall`.
+
+    Thresholds are the scores themselves; everything scoring >= the threshold is predicted positive (ties
+    included, so a tie never flatters precision)."""
+    y = labels.astype(bool)
+    if not y.any():
+        return float("nan")
+    pos_sorted = np.sort(scores[y])[::-1]
+    need = int(np.ceil(recall * len(pos_sorted) - 1e-9))  # positives that must score >= threshold
+    threshold = pos_sorted[max(need, 1) - 1]
+    pred = scores >= threshold
+    return float((pred & y).sum() / pred.sum())
+
+
+def no_match_metrics(in_scope: np.ndarray, out_of_scope: np.ndarray, recall: float = 0.9) -> dict[str, float]:
+    """No-match detection from each query's best corpus score.
+
+    In-scope queries (their answer is in the corpus) are the positives: a good encoder scores them above the
+    answer threshold and out-of-scope queries below it. `auroc`: P(in-scope score > out-of-scope score).
+    `precision@90recall`: set the answer threshold so 90% of in-scope queries are answered; the share of
+    answered queries that are in scope."""
+    scores = np.concatenate([in_scope, out_of_scope])
+    labels = np.concatenate([np.ones(len(in_scope)), np.zeros(len(out_of_scope))])
+    return {
+        "auroc": roc_auc(scores, labels),
+        f"precision@{round(recall * 100)}recall": precision_at_recall(scores, labels, recall),
+    }
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks; tied values share the mean of their ranks (as scipy.stats.rankdata 'average')."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    sorted_vals = values[order]
+    start = 0
+    while start < len(values):
+        end = start
+        while end + 1 < len(values) and sorted_vals[end + 1] == sorted_vals[start]:
+            end += 1
+        ranks[order[start : end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation: Pearson correlation of the average ranks (NaN when either side is constant)."""
+    if len(a) != len(b):
+        raise ValueError(f"spearman: lengths differ ({len(a)} vs {len(b)})")
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = np.sqrt((ra**2).sum() * (rb**2).sum())
+    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")

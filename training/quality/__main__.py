@@ -1,0 +1,51 @@
+"""python -m training.quality run [--budget-minutes 90] [--tiny]: run the plan, write docs/results.md."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "default.yaml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.quality")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the benchmark and write the report")
+    run.add_argument("--budget-minutes", type=float, default=90.0)
+    run.add_argument("--config", default=DEFAULT_CONFIG, help="base training config (YAML)")
+    run.add_argument("--work-dir", default="runs/quality", help="run folders, shared teacher, results.json")
+    run.add_argument("--output", default="docs/results.md")
+    run.add_argument("--data-dir", default=os.environ.get("FLIPMATCH_DATASETS_DIR"))
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--tiny", action="store_true", help="tiny plan (tests): 2 steps, 2 seeds, short sweep")
+    sub.add_parser("report", help="re-render the report from <work-dir>/results.json").add_argument(
+        "--work-dir", default="runs/quality"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import json
+
+    from training.quality.plan import full_plan, tiny_plan
+    from training.quality.report import write_report
+    from training.quality.runner import BenchmarkRunner
+
+    command = "python -m training.quality " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.command == "report":
+        results = json.loads((Path(args.work_dir) / "results.json").read_text())
+        print(write_report(results, results.get("command", command), Path("docs/results.md")))
+        return 0
+    plan = tiny_plan(args.config) if args.tiny else full_plan(args.config, args.budget_minutes)
+    results = BenchmarkRunner(plan, Path(args.work_dir), args.data_dir, args.device).run()
+    results["command"] = command
+    print(write_report(results, command, Path(args.output)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""What the benchmark runs: systems (name + config overrides), seeds, sweeps and subset sizes. Data only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from training.quality.tasks import TaskLimits
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    kind: str  # "zero_shot" (no training), "teacher" (the shared fine-tuned teacher) or "distill"
+    overrides: tuple[str, ...] = ()
+    table: str = "main"  # main (Table 1), ablation (Table 2)
+
+
+SYSTEMS: tuple[System, ...] = (
+    System("zero-shot student (mean)", "zero_shot", ("student.pooling=mean",)),
+    System("zero-shot student (last token)", "zero_shot", ("student.pooling=lasttoken",)),
+    System("fine-tuned teacher (MiniLM)", "teacher"),
+    System("student LoRA-SFT", "distill", ("loss.distill_weight=0", "loss.contrastive=none", "loss.filter=false")),
+    System("flipped, ArcCSE-style", "distill", ("loss.contrastive=arccse",)),
+    System("flipped, KDMCSE-style", "distill", ("loss.contrastive=kdmcse",)),
+    System("flipped full (FlipMatch)", "distill", ()),
+    System("w/o MCL", "distill", ("loss.contrastive=none",), "ablation"),
+    System("w/o L_dist", "distill", ("loss.distill_weight=0",), "ablation"),
+    System("w/o filter", "distill", ("loss.filter=false",), "ablation"),
+)
+FULL = "flipped full (FlipMatch)"
+ZERO_SHOT = "zero-shot student (last token)"
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: str  # base YAML config
+    overrides: tuple[str, ...]  # applied to every run (the subset that fits the budget)
+    seeds: tuple[int, ...]  # main distilled rows; ablations and the sweep use seeds[0]
+    tasks: tuple[str, ...] = ("banking77", "mqp", "rqe", "medquad")
+    limits: TaskLimits = field(default_factory=TaskLimits)
+    margins: tuple[float, ...] = (0.02, 0.04, 0.06, 0.08, 0.12)  # m_c sweep
+    filter_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)  # tau_pos = tau_neg sweep
+    sweep_task: str = "mqp"
+    systems: tuple[System, ...] = SYSTEMS
+
+    def runs(self) -> list[tuple[System, int]]:
+        out = []
+        for system in self.systems:
+            seeds = self.seeds if system.kind == "distill" and system.table == "main" else self.seeds[:1]
+            out += [(system, seed) for seed in seeds]
+        return out
+
+    def sweep(self) -> list[tuple[str, str]]:
+        """(label, override) points; the default values (0.06, 0.5) reuse the flipped-full seed-0 run."""
+        points = [(f"m_c={m}", f"loss.margin={m}") for m in self.margins if m != 0.06]
+        points += [
+            (f"tau={t}", f"loss.filter_pos_threshold={t},loss.filter_neg_threshold={t}")
+            for t in self.filter_thresholds
+            if t != 0.5
+        ]
+        return points
+
+
+def full_plan(config: str, budget_minutes: float) -> Plan:
+    """The reported benchmark on 2 CPU cores: 12 main + 3 ablation + 6 sweep trainings share one fine-tuned
+    teacher. Steps are cut from the default 150 to 40 (batch 32) and each run has a wall-time safety stop
+    sized from the budget, so the whole plan fits `budget_minutes`."""
+    trainings = 4 * 3 + 3 + 6
+    per_run = max(1.0, 0.75 * budget_minutes / trainings - 1.0)  # minus ~1 min of loading and evaluation
+    return Plan(
+        config=config,
+        overrides=(
+            "optim.steps=40",
+            "run.eval_every=10",
+            "run.checkpoint_every=1000",
+            "run.log_every=5",
+            # distill()'s own dev/test evaluation (its checkpoint selection) on smaller subsets: CPU time
+            "data.max_eval_pairs=60",
+            "data.max_test_queries=77",
+            f"optim.max_minutes={per_run:.2f}",
+        ),
+        seeds=(42, 43, 44),
+    )
+
+
+def tiny_plan(config: str) -> Plan:
+    """The whole pipeline on tiny models and data (tests): 2 steps, 2 seeds, a short sweep."""
+    return Plan(
+        config=config,
+        overrides=("optim.steps=2", "run.eval_every=1", "run.checkpoint_every=1000", "run.log_every=1"),
+        seeds=(3, 4),
+        tasks=("banking77", "mqp"),
+        limits=TaskLimits(test_queries_per_intent=2, pairs_per_set=10, holdout_every=2),
+        margins=(0.02, 0.06),
+        filter_thresholds=(0.3, 0.5),
+    )

@@ -1,0 +1,188 @@
+"""Runs a Plan: one shared fine-tuned teacher, then every system x seed through `training.distill.distill`
+with config overrides, each evaluated on the quality dev sets (thresholds) and then once on the test sets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from training.config import TrainConfig, load_config
+from training.evaluate.evaluators import evaluate_agreement, evaluate_all, pair_scores, thresholds_from
+from training.quality.plan import FULL, ZERO_SHOT, Plan, System
+from training.quality.tasks import QualityTasks, build_tasks
+
+logger = logging.getLogger(__name__)
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """sha256 of the resolved config YAML, as saved in the run folder (output_dir and seed included)."""
+    return hashlib.sha256(yaml.safe_dump(cfg.model_dump(), sort_keys=False).encode()).hexdigest()
+
+
+def hardware() -> dict[str, str]:
+    info = {"machine": platform.machine(), "python": platform.python_version()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        lscpu = ""
+    for line in lscpu.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("Model name", "CPU(s)", "Thread(s) per core"):
+            info[key.strip()] = value.strip()
+    import os
+
+    info["usable cores"] = str(len(os.sched_getaffinity(0)))
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch threads"] = str(torch.get_num_threads())
+    except ImportError:
+        pass
+    return info
+
+
+def _dev_curve(run_dir: Path) -> list[tuple[float, int, float]]:
+    """(seconds since the first record, step, dev primary) from the run's scalars.jsonl."""
+    path = run_dir / "scalars.jsonl"
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not records:
+        return []
+    start = records[0]["time"]
+    return [(r["time"] - start, r["step"], r["primary"]) for r in records if r["tag"] == "dev"]
+
+
+class BenchmarkRunner:
+    def __init__(self, plan: Plan, work_dir: Path, data_dir: str | None = None, device: str = "cpu"):
+        self.plan, self.work_dir, self.device = plan, Path(work_dir), device
+        self.base_overrides = list(plan.overrides) + [f"run.device={device}"]
+        if data_dir:
+            self.base_overrides.append(f"data.data_dir={data_dir}")
+        self.teacher_dir = self.work_dir / "teacher"
+        self.base_overrides.append(f"teacher.output={self.teacher_dir}")
+
+    def config(self, system_overrides: list[str], name: str, seed: int) -> TrainConfig:
+        extra = [f"run.output_dir={self.work_dir / 'runs' / name}", f"run.seed={seed}", "run.resume=false"]
+        return load_config(self.plan.config, self.base_overrides + system_overrides + extra)
+
+    def run(self) -> dict:
+        started = time.time()
+        base = self.config([], "base", self.plan.seeds[0])
+        tasks = build_tasks(base.data, self.plan.limits, list(self.plan.tasks))
+        results: dict = {
+            "plan": {
+                "config": self.plan.config,
+                "overrides": self.base_overrides,
+                "seeds": list(self.plan.seeds),
+                "tasks": list(self.plan.tasks),
+                "limits": self.plan.limits.__dict__,
+            },
+            "splits": tasks.splits,
+            "hardware": hardware(),
+            "runs": [],
+            "sweep": [],
+            "scores": {},
+        }
+        teacher_encode = self._teacher(base)
+        for system, seed in self.plan.runs():
+            results["runs"].append(self._run_one(system, seed, tasks, teacher_encode, results["scores"]))
+            self._save(results)
+        full0 = next(r for r in results["runs"] if r["system"] == FULL)
+        results["sweep"].append({"point": "default (m_c=0.06, tau=0.5)", "dev": full0["dev"], "wall_s": 0.0})
+        for label, override in self.plan.sweep():
+            system = System(f"sweep {label}", "distill", tuple(override.split(",")), "sweep")
+            record = self._run_one(system, self.plan.seeds[0], tasks, teacher_encode, {}, test=False)
+            results["sweep"].append({"point": label, "dev": record["dev"], "wall_s": record["wall_s"]})
+            self._save(results)
+        results["total_wall_s"] = time.time() - started
+        self._save(results)
+        return results
+
+    def _save(self, results: dict) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))
+
+    def _teacher(self, base: TrainConfig) -> Callable:
+        """Fine-tune the teacher once (distill() reuses it via teacher.output), then return its encoder."""
+        from training.distill import prepare_teacher
+        from training.runs import RunDir
+
+        started = time.time()
+        prepare_teacher(base, RunDir(self.work_dir / "runs" / "teacher"), self.device)
+        from training.teacher import TeacherScorer, load_teacher
+
+        scorer = TeacherScorer(load_teacher(str(self.teacher_dir), self.device, base.teacher.max_seq_length))
+        self.teacher_wall_s = time.time() - started
+        return scorer.embed
+
+    def _run_one(
+        self, system: System, seed: int, tasks: QualityTasks, teacher_encode, scores: dict, test: bool = True
+    ) -> dict:
+        slug = "".join(c if c.isalnum() else "-" for c in system.name).strip("-")
+        cfg = self.config(list(system.overrides), f"{slug}-s{seed}", seed)
+        started = time.time()
+        curve: list = []
+        if system.kind == "teacher":
+            encode, wall = teacher_encode, self.teacher_wall_s
+        elif system.kind == "zero_shot":
+            from training.student import load_student
+
+            student = load_student(cfg.student, cfg.lora, self.device)
+            student.use_readout = False
+
+            def encode(texts):
+                return student.encode(texts)
+        else:
+            from training.distill import distill
+
+            student = distill(cfg).student
+
+            def encode(texts):
+                return student.encode(texts)
+
+            curve = _dev_curve(Path(cfg.run.output_dir))
+        if system.kind != "teacher":
+            wall = time.time() - started
+        eval_started = time.time()
+        dev = evaluate_all(encode, tasks.dev)
+        record = {
+            "system": system.name,
+            "table": system.table,
+            "seed": seed,
+            "config_sha256": config_hash(cfg),
+            "wall_s": wall,
+            "dev": dev,
+            "curve": curve,
+        }
+        if test:  # each test set is touched once per reported run, at the dev-chosen thresholds
+            record["test"] = evaluate_all(encode, tasks.test, thresholds_from(dev))
+            for pairs in tasks.agreement:
+                record["test"][f"{pairs.name}/spearman_teacher"] = evaluate_agreement(encode, teacher_encode, pairs)[
+                    "spearman"
+                ]
+            if (
+                tasks.agreement
+                and (system.name in (FULL, ZERO_SHOT) or system.kind == "teacher")
+                and seed == (self.plan.seeds[0])
+            ):
+                pairs = tasks.agreement[-1]
+                sims, labels = pair_scores(encode, pairs)
+                scores[system.kind if system.kind == "teacher" else system.name] = {
+                    "set": pairs.name,
+                    "sim": np.round(sims, 5).tolist(),
+                    "label": labels.tolist(),
+                }
+        record["eval_s"] = time.time() - eval_started
+        logger.info("%s seed %d: dev primary %.4f (%.0fs)", system.name, seed, dev["primary"], wall)
+        return record
