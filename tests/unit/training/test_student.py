@@ -82,3 +82,14 @@ def test_embed_batch_dedupes_and_keeps_order(student):
     assert batch.shape == (4, 8)
     assert torch.nn.functional.cosine_similarity(batch, single).min() > 0.999
     assert torch.equal(batch[0], batch[2])
+
+
+def test_gradient_checkpointing_still_trains_lora(tiny_student_dir):
+    student = load_student(
+        StudentConfig(model=str(tiny_student_dir), gradient_checkpointing=True), LoraSection(rank=2, readout_rank=4)
+    )
+    student.train()
+    out = student(**student.tokenize(["where is my card", "top up failed"], "cpu"))
+    out.pow(2).sum().backward()
+    grads = [p.grad for n, p in student.named_parameters() if "q_proj.lora_B" in n]  # A gets 0: B starts at 0
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
