@@ -1,0 +1,63 @@
+"""docs/results.md rendering from a synthetic results.json: every system, mean ± std, hashes, sweep, figures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.quality.plan import FULL, SYSTEMS, ZERO_SHOT, Plan
+from training.quality.report import mean_std, write_report
+
+
+def _results(plan: Plan) -> dict:
+    rng = np.random.default_rng(0)
+    runs = []
+    for system, seed in plan.runs():
+        metrics = {"mqp/f1": rng.uniform(0.5, 0.9), "b77_faq/r@1": rng.uniform(), "b77_nomatch/auroc": rng.uniform()}
+        curve = [(10.0 * i, 10 * i, rng.uniform()) for i in range(1, 4)] if system.kind == "distill" else []
+        runs.append(
+            {
+                "system": system.name,
+                "table": system.table,
+                "seed": seed,
+                "config_sha256": f"{abs(hash((system.name, seed))):064x}"[-64:],
+                "wall_s": 12.0,
+                "eval_s": 3.0,
+                "dev": metrics,
+                "test": metrics,
+                "curve": curve,
+            }
+        )
+    pairs = {"set": "mqp", "sim": rng.uniform(-0.2, 1, 20).tolist(), "label": [0, 1] * 10}
+    return {
+        "plan": {"config": "cfg.yaml", "overrides": ["optim.steps=40"], "seeds": list(plan.seeds)},
+        "hardware": {"Model name": "Test CPU", "usable cores": "2"},
+        "splits": {"banking77": {"held_out_intents": ["a", "b"]}},
+        "runs": runs,
+        "sweep": [{"point": p, "dev": {"mqp/f1": 0.7}, "wall_s": 1.0} for p in ("default", "m_c=0.02", "tau=0.3")],
+        "scores": {FULL: pairs, ZERO_SHOT: pairs, "teacher": pairs},
+        "total_wall_s": 600.0,
+    }
+
+
+def test_mean_std():
+    assert mean_std([0.5, 0.7]) == "0.600 ± 0.141"
+    assert mean_std([0.5]) == "0.500" and mean_std([float("nan")]) == "–"
+
+
+def test_report_has_every_system_stats_hashes_and_figures(tmp_path):
+    plan = Plan(config="cfg.yaml", overrides=(), seeds=(42, 43, 44))
+    results = _results(plan)
+    path = write_report(results, "python -m training.quality run --budget-minutes 90", tmp_path / "docs" / "results.md")
+    text = path.read_text()
+    assert "`python -m training.quality run --budget-minutes 90`" in text
+    table1, rest = text.split("## Table 1")[1].split("## Table 2")
+    table2 = rest.split("## Sensitivity")[0]
+    for system in SYSTEMS:
+        assert f"| {system.name} |" in (table1 if system.table == "main" else table2)
+    assert f"| {FULL} | 3 |" in table1 and "±" in table1  # three seeds, mean ± std
+    assert f"| {FULL} | 1 |" in table2  # the reference row of the ablations
+    for run in results["runs"]:
+        assert run["config_sha256"] in text
+    assert "Test CPU" in text and "| m_c=0.02 |" in text and "| tau=0.3 |" in text
+    assert (tmp_path / "docs" / "figures" / "similarity_distributions.png").stat().st_size > 0
+    assert "![learning_curves](figures/learning_curves.png)" in text
