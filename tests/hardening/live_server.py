@@ -53,7 +53,7 @@ class LiveServer:
     """One `python -m service` process (or `launcher`, a script that patches then runs it)."""
 
     def __init__(self, model: Path, data_dir: Path, log: Path, *, launcher: Path | None = None,
-                 **env: str) -> None:
+                 **env: str | None) -> None:
         self.model, self.data_dir, self.log, self.launcher, self.env = model, data_dir, log, launcher, env
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -65,6 +65,7 @@ class LiveServer:
                             "FLIPMATCH_HOST": "127.0.0.1", "FLIPMATCH_PORT": str(port), "FLIPMATCH_DEVICE": "cpu",
                             "FLIPMATCH_DTYPE": "float32", "FLIPMATCH_AUTH__ADMIN_KEY": ADMIN,
                             "FLIPMATCH_CPU_THREADS": "1", **self.env})
+        environment = {k: v for k, v in environment.items() if v is not None}  # None: leave the variable unset
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
         command = [sys.executable, str(self.launcher)] if self.launcher else [sys.executable, "-m", "service"]
         with self.log.open("ab") as out:
