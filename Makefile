@@ -29,6 +29,10 @@ test: setup
 	# pytest exits 5 when nothing was collected (e.g. a marker selection): not a failure.
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
+## Quality benchmark (issue 7): every system x seed on one shared teacher; writes docs/results.md (<= 90 min, 2 CPU cores).
+bench-quality: setup
+	$(BIN)/python -m training.quality run --budget-minutes 90
+
 lint: setup
 	$(BIN)/ruff check .
 

@@ -51,6 +51,20 @@ def hardware() -> dict[str, str]:
     return info
 
 
+def memoized(encode: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]], np.ndarray]:
+    """Encode each distinct text once per run: dev, test and agreement sets share texts (the FAQ corpus,
+    the test pairs), and the student forward is the benchmark's main evaluation cost."""
+    cache: dict[str, np.ndarray] = {}
+
+    def encode_cached(texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            cache.update(zip(missing, encode(missing), strict=True))
+        return np.stack([cache[t] for t in texts])
+
+    return encode_cached
+
+
 def _dev_curve(run_dir: Path) -> list[tuple[float, int, float]]:
     """(seconds since the first record, step, dev primary) from the run's scalars.jsonl."""
     path = run_dir / "scalars.jsonl"
@@ -124,7 +138,7 @@ class BenchmarkRunner:
 
         scorer = TeacherScorer(load_teacher(str(self.teacher_dir), self.device, base.teacher.max_seq_length))
         self.teacher_wall_s = time.time() - started
-        return scorer.embed
+        return memoized(scorer.embed)
 
     def _run_one(
         self, system: System, seed: int, tasks: QualityTasks, teacher_encode, scores: dict, test: bool = True
@@ -155,6 +169,7 @@ class BenchmarkRunner:
         if system.kind != "teacher":
             wall = time.time() - started
         eval_started = time.time()
+        encode = memoized(encode)
         dev = evaluate_all(encode, tasks.dev)
         record = {
             "system": system.name,
