@@ -38,3 +38,13 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) runs artifacts .pytest_cache
+
+## Serving benchmark (issue 5): encoder variants, FAISS at 1M, then FlipMatch vs naive vs Infinity under load.
+## Results in bench/results (serve.md/json/png, encoder.json, faiss.json); docs/performance.md explains them.
+BENCH_MODEL ?= artifacts/flipmatch-default
+BENCH_DATA ?= /work/shared/data
+BENCH_OUT ?= bench/results
+bench-serve: setup
+	$(BIN)/python -m bench.encoder_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)
+	$(BIN)/python -m bench.faiss_bench --out $(BENCH_OUT)
+	$(BIN)/python -m bench.serve_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)

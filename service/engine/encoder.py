@@ -124,7 +124,10 @@ class Encoder:
         features = {"input_ids": ids, "attention_mask": mask}
         if types is not None:
             features["token_type_ids"] = types
-        return {k: v.to(self.device) for k, v in features.items()}
+        if self.device == "cpu":
+            return features
+        # GPU path: page-locked host buffers let the copy overlap the previous batch's kernels.
+        return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in features.items()}
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """hidden (B, T, H) float32, mask (B, T) -> (B, H). Works for left and right padding."""

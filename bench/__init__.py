@@ -1,0 +1,1 @@
+"""Benchmarks: load generator, baselines, encoder and FAISS micro-benchmarks. Not part of the test selection."""

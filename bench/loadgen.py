@@ -1,0 +1,88 @@
+"""Bounded closed-loop load generator (asyncio + httpx, loopback only): `concurrency` clients share a fixed
+request count and stop early at a duration cap, whichever comes first."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import httpx
+
+from bench.stats import LevelResult, summarize
+
+Body = Callable[[int], dict[str, object]]
+
+
+def _require_loopback(url: str) -> None:
+    host = urlparse(url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"the load generator only targets loopback, got {host}")
+
+
+async def run_level(system: str, url: str, body_for: Body, *, concurrency: int, requests: int, max_seconds: float,
+                    headers: dict[str, str] | None = None, warmup: int = 4) -> LevelResult:
+    """Closed loop: each client sends its next request when the previous one is answered."""
+    _require_loopback(url)
+    latencies: list[float] = []
+    errors = 0
+    counter = itertools.count()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits, headers=headers) as http:
+        for i in range(warmup):
+            await http.post(url, json=body_for(10_000_000 + i))
+        started = time.perf_counter()
+        deadline = started + max_seconds
+
+        async def client() -> None:
+            nonlocal errors
+            while (i := next(counter)) < requests and time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    response = await http.post(url, json=body_for(i))
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return summarize(system, concurrency, latencies, errors, elapsed)
+
+
+async def run_open_loop(system: str, url: str, body_for: Body, *, rate: float, requests: int,
+                        headers: dict[str, str] | None = None) -> LevelResult:
+    """Open loop at a fixed arrival rate (requests/s): latency at a chosen fraction of saturation."""
+    _require_loopback(url)
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=512), headers=headers) as http:
+        await http.post(url, json=body_for(10_000_000))
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            t0 = time.perf_counter()
+            try:
+                ok = (await http.post(url, json=body_for(i))).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - t0)
+            else:
+                errors += 1
+
+        started = time.perf_counter()
+        tasks = []
+        for i in range(requests):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing the arrivals, not waiting for a condition
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    return summarize(system, int(rate), latencies, errors, elapsed)

@@ -1,0 +1,178 @@
+"""The systems under test: start one server process, wait for readiness (bounded), stop it. Loopback only."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+INFINITY_TORCH = "torch==2.13.0"  # the CPU build this machine's pip finds locally; others pull CUDA wheels
+INFINITY_SPEC = "infinity-emb[torch,server]"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class System:
+    name: str
+    command: list[str]
+    health_path: str
+    embed_path: str
+    env: dict[str, str] = field(default_factory=dict)
+    model_field: str | None = None  # OpenAI-style "model" in the request body (Infinity wants it)
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def body(self, text: str) -> dict[str, object]:
+        body: dict[str, object] = {"input": [text]}
+        if self.model_field:
+            body["model"] = self.model_field
+        return body
+
+
+@contextlib.contextmanager
+def running(system: System, log: Path, *, timeout: float = 300.0) -> Iterator[System]:
+    """Start `system`, yield once its health path answers 200; raise RuntimeError with the log tail otherwise."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLIPMATCH_")}, **system.env}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    command = [c.replace("{port}", str(system.port)) for c in system.command]
+    env = {k: v.replace("{port}", str(system.port)) for k, v in env.items()}
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{system.name} exited with {process.returncode}: {log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(system.url + system.health_path, timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{system.name} not ready in {timeout}s: {log.read_text()[-3000:]}")
+            time.sleep(0.25)  # poll interval, bounded by the deadline
+        yield system
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def flipmatch(model: Path, data_dir: Path, admin_key: str, **env: str) -> System:
+    return System("flipmatch", [sys.executable, "-m", "service"], "/health/ready", "/v1/embeddings", env={
+        "FLIPMATCH_MODEL_PATH": str(model), "FLIPMATCH_DATA_DIR": str(data_dir), "FLIPMATCH_HOST": "127.0.0.1",
+        "FLIPMATCH_PORT": "{port}", "FLIPMATCH_DEVICE": "cpu", "FLIPMATCH_AUTH__ADMIN_KEY": admin_key,
+        "FLIPMATCH_LOG_LEVEL": "warning", **env})
+
+
+def naive(model: Path) -> System:
+    return System("naive ST.encode", [sys.executable, "-m", "bench.naive_server", "--model", str(model),
+                                      "--port", "{port}"], "/health", "/v1/embeddings")
+
+
+def ensure_infinity(venv: Path, log: Path) -> tuple[Path | None, str]:
+    """Create `venv` with torch 2.13.0 (CPU) first, then infinity-emb, refusing any torch replacement.
+    Returns (the infinity_emb executable or None, what happened)."""
+    exe = venv / "bin" / "infinity_emb"
+    if exe.exists():
+        return exe, "already installed"
+    pip = venv / "bin" / "pip"
+    steps = [[sys.executable, "-m", "venv", str(venv)], [str(pip), "install", "-q", INFINITY_TORCH]]
+    with log.open("ab") as out:
+        for step in steps:
+            if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, timeout=900).returncode:
+                return None, f"`{' '.join(step)}` failed; see {log}"
+        # Dry run first: if resolving infinity-emb would touch torch, stop rather than pull CUDA wheels.
+        dry = subprocess.run([str(pip), "install", "--dry-run", "--report", "-", INFINITY_SPEC, INFINITY_TORCH],
+                             capture_output=True, text=True, timeout=900)
+        if dry.returncode:
+            out.write(dry.stderr.encode())
+            return None, f"pip could not resolve {INFINITY_SPEC} next to {INFINITY_TORCH}: {dry.stderr[-500:]}"
+        planned = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(dry.stdout)["install"]}
+        if "torch" in planned:
+            return None, f"pip wanted to replace torch with {planned['torch']}; refused"
+        if subprocess.run([str(pip), "install", "-q", INFINITY_SPEC, INFINITY_TORCH], stdout=out,
+                          stderr=subprocess.STDOUT, timeout=1500).returncode:
+            return None, f"pip install {INFINITY_SPEC} failed; see {log}"
+    return (exe, "installed") if exe.exists() else (None, f"{exe} missing after install")
+
+
+def infinity(exe: Path, model: Path, served_name: str) -> System:
+    return System("infinity", [str(exe), "v2", "--model-id", str(model), "--served-model-name", served_name,
+                               "--engine", "torch", "--device", "cpu", "--host", "127.0.0.1", "--port", "{port}"],
+                  "/health", "/embeddings", model_field=served_name,
+                  env={"INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"})
+
+
+def st_compat_copy(model: Path, target: Path) -> Path:
+    """The same weights and tokenizer, with configs spelled for sentence-transformers 3.x / transformers 4.x
+    (Infinity pins ST < 4, which knows neither ST 6's `sentence_transformers.base.modules.*` paths nor its config
+    keys, and transformers 4.x reads `rope_theta` at the top level). Weight files are symlinked, not copied."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for item in model.rglob("*"):
+        if item.is_file():
+            dest = target / item.relative_to(model)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.symlink_to(item.resolve())
+
+    def rewrite(name: str, change: Callable[[dict[str, Any]], Any]) -> None:
+        path = target / name
+        data = json.loads((model / name).read_text())
+        data = change(data) or data
+        path.unlink()
+        path.write_text(json.dumps(data, indent=2))
+
+    old = {"Transformer": "sentence_transformers.models.Transformer", "Pooling": "sentence_transformers.models.Pooling",
+           "Dense": "sentence_transformers.models.Dense", "Normalize": "sentence_transformers.models.Normalize"}
+
+    def modules(items: list[dict[str, Any]]) -> None:
+        for m in items:
+            m["type"] = old.get(m["type"].rsplit(".", 1)[-1], m["type"])
+
+    card = json.loads((model / "flipmatch.json").read_text()) if (model / "flipmatch.json").exists() else {}
+    rewrite("modules.json", modules)
+    rewrite("sentence_bert_config.json", lambda d: {"max_seq_length": d.get("max_seq_length",
+                                                                           card.get("max_seq_length", 512)),
+                                                    "do_lower_case": d.get("do_lower_case", False)})
+    rewrite("config.json", lambda d: {**d, **d.get("rope_parameters", {})})
+    # transformers 5 names the fast tokenizer class TokenizersBackend; 4.x calls it PreTrainedTokenizerFast.
+    rewrite("tokenizer_config.json", lambda d: {**d, "tokenizer_class": "PreTrainedTokenizerFast"})
+    for sub in sorted(p.name for p in model.iterdir() if p.is_dir()):
+        if sub.endswith("Pooling"):
+            rewrite(f"{sub}/config.json", lambda d: {
+                "word_embedding_dimension": d.get("embedding_dimension", d.get("word_embedding_dimension")),
+                f"pooling_mode_{_ST3_POOLING.get(d.get('pooling_mode', 'mean'), 'mean_tokens')}": True,
+                **({"pooling_mode_mean_tokens": False} if d.get("pooling_mode", "mean") != "mean" else {}),
+                "include_prompt": d.get("include_prompt", True)})
+        elif sub.endswith("Dense"):
+            rewrite(f"{sub}/config.json", lambda d: {k: v for k, v in d.items() if not k.startswith("module_")})
+    return target
+
+
+_ST3_POOLING = {"mean": "mean_tokens", "cls": "cls_token", "lasttoken": "lasttoken", "max": "max_tokens"}
