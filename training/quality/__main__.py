@@ -1,4 +1,5 @@
-"""python -m training.quality run [--budget-minutes 90] [--tiny]: run the plan, write docs/results.md."""
+"""python -m training.quality run [--budget-minutes 90] [--tiny]: run the plan, write docs/results.md.
+`eval --model SPEC` scores one encoder on the benchmark tasks; `report` re-renders from results.json."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--data-dir", default=os.environ.get("FLIPMATCH_DATASETS_DIR"))
     run.add_argument("--device", default="cpu")
     run.add_argument("--tiny", action="store_true", help="tiny plan (tests): 2 steps, 2 seeds, short sweep")
+    ev = sub.add_parser("eval", help="evaluate one encoder on the benchmark tasks (thresholds from dev)")
+    ev.add_argument(
+        "--model", required=True, help="ST folder or id, a distill run folder, or student:<model>[@mean|@lasttoken]"
+    )
+    ev.add_argument("--config", default=DEFAULT_CONFIG, help="config whose data section defines the splits")
+    ev.add_argument("--data-dir", default=os.environ.get("FLIPMATCH_DATASETS_DIR"))
+    ev.add_argument("--tasks", default="banking77,mqp,rqe,medquad")
+    ev.add_argument("--split", choices=["dev", "test"], default="dev")
+    ev.add_argument("--device", default="cpu")
     sub.add_parser("report", help="re-render the report from <work-dir>/results.json").add_argument(
         "--work-dir", default="runs/quality"
     )
@@ -36,6 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     from training.quality.runner import BenchmarkRunner
 
     command = "python -m training.quality " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.command == "eval":
+        from training.config import load_config
+        from training.evaluate.encoders import load_encoder
+        from training.evaluate.evaluators import evaluate_all, thresholds_from
+        from training.quality.plan import Plan
+        from training.quality.tasks import build_tasks
+
+        cfg = load_config(args.config, [f"data.data_dir={args.data_dir}"] if args.data_dir else [])
+        tasks = build_tasks(cfg.data, Plan(config=args.config, overrides=(), seeds=(0,)).limits, args.tasks.split(","))
+        encode = load_encoder(args.model, args.device)
+        out = evaluate_all(encode, tasks.dev)
+        if args.split == "test":  # the test sets at the thresholds chosen on dev
+            out = evaluate_all(encode, tasks.test, thresholds_from(out))
+        print(json.dumps(out, indent=2))
+        return 0
     if args.command == "report":
         results = json.loads((Path(args.work_dir) / "results.json").read_text())
         print(write_report(results, results.get("command", command), Path("docs/results.md")))

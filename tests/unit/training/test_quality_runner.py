@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import yaml
 
+from training.evaluate.encoders import describe, load_encoder
 from training.quality.__main__ import main
 from training.quality.plan import FULL, SYSTEMS, ZERO_SHOT, tiny_plan
 from training.quality.runner import BenchmarkRunner
@@ -30,7 +32,7 @@ def tiny_yaml(tiny_student_dir, tiny_teacher_dir, tmp_path):
     return path
 
 
-def test_runner_end_to_end_writes_results_and_report(tiny_yaml, tiny_data_dir, tmp_path):
+def test_runner_end_to_end_writes_results_and_report(tiny_yaml, tiny_student_dir, tiny_data_dir, tmp_path):
     # A cut of the tiny plan (CPU time): one system of each kind, two seeds for the distilled row.
     keep = {ZERO_SHOT, "fine-tuned teacher (MiniLM)", FULL}
     plan = replace(
@@ -63,6 +65,20 @@ def test_runner_end_to_end_writes_results_and_report(tiny_yaml, tiny_data_dir, t
     text = write_report(results, "python -m training.quality run --tiny", tmp_path / "docs" / "results.md").read_text()
     assert f"| {FULL} | 2 |" in text and "±" in text
     assert all(r["config_sha256"] in text for r in results["runs"])
+
+    # Any encoder loads for evaluation: a run folder (student + best LoRA), the teacher, the zero-shot student.
+    run_dir = next((work / "runs").glob("flipped-full*-s3"))
+    assert describe(str(run_dir)) == "run" and describe(f"student:{tiny_student_dir}@mean") == "zero_shot_student"
+    for spec in (str(run_dir), str(work / "teacher"), f"student:{tiny_student_dir}@mean"):
+        vectors = load_encoder(spec)(["where is my card", "top up"])
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_cli_eval_scores_an_encoder_on_test_at_dev_thresholds(tiny_yaml, tiny_teacher_dir, tiny_data_dir, capsys):
+    args = ["eval", "--model", str(tiny_teacher_dir), "--config", str(tiny_yaml), "--data-dir", str(tiny_data_dir)]
+    assert main([*args, "--tasks", "mqp", "--split", "test"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"mqp/f1", "mqp/threshold", "mqp/roc_auc", "primary"} <= set(out)
 
 
 def test_cli_rejects_unknown_command():
