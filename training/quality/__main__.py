@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         print(write_report(results, results.get("command", command), Path("docs/results.md")))
         return 0
     plan = tiny_plan(args.config) if args.tiny else full_plan(args.config, args.budget_minutes)
-    results = BenchmarkRunner(plan, Path(args.work_dir), args.data_dir, args.device).run()
+    results = BenchmarkRunner(
+        plan, Path(args.work_dir), args.data_dir, args.device, None if args.tiny else args.budget_minutes
+    ).run()
     results["command"] = command
     print(write_report(results, command, Path(args.output)))
     return 0

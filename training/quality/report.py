@@ -148,6 +148,8 @@ def render(results: dict, command: str, figures: list[Path], doc_dir: Path) -> s
         "",
         "Hardware: " + ", ".join(f"{k}: {v}" for k, v in hw.items()),
         "",
+        "Skipped to stay within the budget: " + (", ".join(results["skipped"]) if results.get("skipped") else "none"),
+        "",
         "## Table 1: systems × datasets (test)",
         "",
         "Thresholds (F1, accuracy) are chosen on each task's dev set and applied unchanged to test; each test set "

@@ -78,8 +78,16 @@ def _dev_curve(run_dir: Path) -> list[tuple[float, int, float]]:
 
 
 class BenchmarkRunner:
-    def __init__(self, plan: Plan, work_dir: Path, data_dir: str | None = None, device: str = "cpu"):
+    def __init__(
+        self,
+        plan: Plan,
+        work_dir: Path,
+        data_dir: str | None = None,
+        device: str = "cpu",
+        budget_minutes: float | None = None,
+    ):
         self.plan, self.work_dir, self.device = plan, Path(work_dir), device
+        self.budget_s = None if budget_minutes is None else budget_minutes * 60
         self.base_overrides = list(plan.overrides) + [f"run.device={device}"]
         if data_dir:
             self.base_overrides.append(f"data.data_dir={data_dir}")
@@ -109,12 +117,20 @@ class BenchmarkRunner:
             "scores": {},
         }
         teacher_encode = self._teacher(base)
+        results["skipped"] = []
         for system, seed in self.plan.runs():
+            if self._out_of_budget(started, results["runs"]):
+                results["skipped"].append(f"{system.name} seed {seed}")
+                continue
             results["runs"].append(self._run_one(system, seed, tasks, teacher_encode, results["scores"]))
             self._save(results)
-        full0 = next(r for r in results["runs"] if r["system"] == FULL)
-        results["sweep"].append({"point": "default (m_c=0.06, tau=0.5)", "dev": full0["dev"], "wall_s": 0.0})
+        full0 = next((r for r in results["runs"] if r["system"] == FULL), None)
+        if full0 is not None:
+            results["sweep"].append({"point": "default (m_c=0.06, tau=0.5)", "dev": full0["dev"], "wall_s": 0.0})
         for label, override in self.plan.sweep():
+            if self._out_of_budget(started, results["runs"]):
+                results["skipped"].append(f"sweep {label}")
+                continue
             system = System(f"sweep {label}", "distill", tuple(override.split(",")), "sweep")
             record = self._run_one(system, self.plan.seeds[0], tasks, teacher_encode, {}, test=False)
             results["sweep"].append({"point": label, "dev": record["dev"], "wall_s": record["wall_s"]})
@@ -122,6 +138,15 @@ class BenchmarkRunner:
         results["total_wall_s"] = time.time() - started
         self._save(results)
         return results
+
+    def _out_of_budget(self, started: float, done: list[dict]) -> bool:
+        """True when the next training run would likely end past the budget (estimated from the distilled
+        runs so far). Main rows run first, so the budget cuts the sweep and ablations before them."""
+        if self.budget_s is None:
+            return False
+        trained = [r["wall_s"] + r.get("eval_s", 0.0) for r in done if r["curve"]]
+        estimate = max(trained) if trained else 0.0
+        return time.time() - started + estimate > self.budget_s
 
     def _save(self, results: dict) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +172,9 @@ class BenchmarkRunner:
         cfg = self.config(list(system.overrides), f"{slug}-s{seed}", seed)
         started = time.time()
         curve: list = []
+        from training.hardware import hardware_bf16, use_bf16
+
+        bf16 = use_bf16(cfg.optim.bf16, self.device, *hardware_bf16(self.device))  # as distill() evaluates
         if system.kind == "teacher":
             encode, wall = teacher_encode, self.teacher_wall_s
         elif system.kind == "zero_shot":
@@ -156,14 +184,14 @@ class BenchmarkRunner:
             student.use_readout = False
 
             def encode(texts):
-                return student.encode(texts)
+                return student.encode(texts, autocast_bf16=bf16)
         else:
             from training.distill import distill
 
             student = distill(cfg).student
 
             def encode(texts):
-                return student.encode(texts)
+                return student.encode(texts, autocast_bf16=bf16)
 
             curve = _dev_curve(Path(cfg.run.output_dir))
         if system.kind != "teacher":

@@ -36,6 +36,7 @@ def _results(plan: Plan) -> dict:
         "sweep": [{"point": p, "dev": {"mqp/f1": 0.7}, "wall_s": 1.0} for p in ("default", "m_c=0.02", "tau=0.3")],
         "scores": {FULL: pairs, ZERO_SHOT: pairs, "teacher": pairs},
         "total_wall_s": 600.0,
+        "skipped": ["sweep tau=0.7"],
     }
 
 
@@ -58,6 +59,40 @@ def test_report_has_every_system_stats_hashes_and_figures(tmp_path):
     assert f"| {FULL} | 1 |" in table2  # the reference row of the ablations
     for run in results["runs"]:
         assert run["config_sha256"] in text
+    assert "Skipped to stay within the budget: sweep tau=0.7" in text
     assert "Test CPU" in text and "| m_c=0.02 |" in text and "| tau=0.3 |" in text
     assert (tmp_path / "docs" / "figures" / "similarity_distributions.png").stat().st_size > 0
     assert "![learning_curves](figures/learning_curves.png)" in text
+
+
+def test_full_plan_runs_main_rows_first_with_three_seeds():
+    from training.quality.plan import full_plan
+
+    plan = full_plan("cfg.yaml", 90)
+    runs = plan.runs()
+    distilled_main = [(s.name, seed) for s, seed in runs if s.kind == "distill" and s.table == "main"]
+    assert len(distilled_main) == 12 and {seed for _, seed in distilled_main} == {42, 43, 44}
+    first_ablation = next(i for i, (s, _) in enumerate(runs) if s.table == "ablation")
+    assert all(s.table == "main" for s, _ in runs[:first_ablation])
+    assert [label for label, _ in plan.sweep()] == [
+        "m_c=0.02",
+        "m_c=0.04",
+        "m_c=0.08",
+        "m_c=0.12",
+        "tau=0.3",
+        "tau=0.7",
+    ]
+    assert any(o.startswith("optim.max_minutes=") for o in plan.overrides)
+
+
+def test_budget_stops_runs_that_would_end_past_it(tmp_path):
+    import time
+
+    from training.quality.plan import tiny_plan
+    from training.quality.runner import BenchmarkRunner
+
+    done = [{"wall_s": 50.0, "eval_s": 10.0, "curve": [(0.0, 1, 0.5)]}]
+    now = time.time()
+    assert BenchmarkRunner(tiny_plan("c.yaml"), tmp_path, budget_minutes=1)._out_of_budget(now - 10, done)
+    assert not BenchmarkRunner(tiny_plan("c.yaml"), tmp_path, budget_minutes=2)._out_of_budget(now - 10, done)
+    assert not BenchmarkRunner(tiny_plan("c.yaml"), tmp_path)._out_of_budget(now - 1e6, done)
