@@ -11,6 +11,7 @@ import hmac
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,9 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 def running(make_settings, **overrides) -> Iterator[TestClient]:
     app = create_app(make_settings(**overrides))
     with TestClient(app, raise_server_exceptions=False) as client:
-        for _ in range(600):  # bounded readiness poll
-            if client.get("/health/ready").status_code == 200:
-                break
+        deadline = time.monotonic() + 60
+        while client.get("/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "app not ready"
+            time.sleep(0.02)  # poll interval, bounded by the deadline
         yield client
 
 

@@ -103,7 +103,7 @@ def test_sigkill_during_a_stream_of_upserts(tiny_artifact, tmp_path):
         writer.join(timeout=30)
         assert not writer.errors, writer.errors
         maybe = {writer.in_flight} if writer.in_flight is not None else set()
-        url = LiveServer.start(server)
+        url = server.start()  # same data folder
         figures = check_consistent(url, set(writer.acked), maybe)
         # The restarted server takes writes again and they are searchable.
         resumed = Writer(url, start_at=MAX_WRITES - 5)

@@ -10,6 +10,7 @@ import collections
 import itertools
 import json
 import os
+import time
 
 import pytest
 
@@ -29,11 +30,11 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.cont
           checks.response_headers_conformance, checks.response_schema_conformance]
 
 
-def _ready(client: TestClient) -> None:
-    for _ in range(600):  # bounded: 600 polls
-        if client.get("/health/ready").status_code == 200:
-            return
-    raise AssertionError("app not ready")
+def _ready(client: TestClient, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/health/ready").status_code != 200:
+        assert time.monotonic() < deadline, "app not ready"
+        time.sleep(0.02)  # poll interval, bounded by the deadline
 
 
 def _body(kwargs: dict) -> bytes | None:
