@@ -161,7 +161,8 @@ class BenchmarkRunner:
         prepare_teacher(base, RunDir(self.work_dir / "runs" / "teacher"), self.device)
         from training.teacher import TeacherScorer, load_teacher
 
-        scorer = TeacherScorer(load_teacher(str(self.teacher_dir), self.device, base.teacher.max_seq_length))
+        path = str(self.teacher_dir) if base.teacher.finetune else base.teacher.model  # finetune=false: as given
+        scorer = TeacherScorer(load_teacher(path, self.device, base.teacher.max_seq_length))
         self.teacher_wall_s = time.time() - started
         return memoized(scorer.embed)
 
