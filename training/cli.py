@@ -103,24 +103,27 @@ def export_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    model: Annotated[str, typer.Option(help="sentence-transformers folder or id (e.g. an export).")],
+    model: Annotated[
+        str,
+        typer.Option(help="ST folder or id (e.g. an export), a run folder, or student:<model>[@mean|@lasttoken]."),
+    ],
     config: ConfigOpt = DEFAULT_CONFIG,
     set_: SetOpt = None,
     split: Annotated[str, typer.Option(help="dev or test")] = "dev",
 ) -> None:
-    """Evaluate any sentence-transformers encoder on the configured dev or test sets."""
+    """Evaluate any encoder (teacher, student with or without adapters, an export) on the dev or test sets."""
     _setup_logging()
-    from sentence_transformers import SentenceTransformer
-
     from training.data.sources import load_task_data
+    from training.evaluate.encoders import load_encoder
     from training.evaluate.evaluators import evaluate_all
     from training.teacher import TeacherScorer, load_teacher
 
+    if split not in ("dev", "test"):
+        raise typer.BadParameter("split must be dev or test")
     cfg = _config(config, set_)
-    miner = TeacherScorer(load_teacher(cfg.teacher.model))
+    miner = TeacherScorer(load_teacher(cfg.teacher.model))  # the splits' hard negatives come from the base teacher
     data = load_task_data(cfg.data, miner.embed)
-    encoder = TeacherScorer(SentenceTransformer(model, device="cpu"))
-    results = evaluate_all(encoder.embed, data.dev if split == "dev" else data.test)
+    results = evaluate_all(load_encoder(model), data.dev if split == "dev" else data.test)
     typer.echo(json.dumps(results, indent=2))
 
 
