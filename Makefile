@@ -44,7 +44,11 @@ clean:
 BENCH_MODEL ?= artifacts/flipmatch-default
 BENCH_DATA ?= /work/shared/data
 BENCH_OUT ?= bench/results
+INFINITY_VENV ?= $(HOME)/.cache/flipmatch/infinity-venv
+# Measured on 2 shared vCPUs: a 25 ms coalescing window and no tokenizer thread pool (docs/performance.md).
+BENCH_FLIPMATCH_ENV ?= FLIPMATCH_BATCHING__MAX_WAIT_MS=25 TOKENIZERS_PARALLELISM=false
 bench-serve: setup
 	$(BIN)/python -m bench.encoder_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)
 	$(BIN)/python -m bench.faiss_bench --out $(BENCH_OUT)
-	$(BIN)/python -m bench.serve_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)
+	$(BIN)/python -m bench.serve_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT) \
+		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV)
