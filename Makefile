@@ -52,3 +52,7 @@ bench-serve: setup
 	$(BIN)/python -m bench.faiss_bench --out $(BENCH_OUT)
 	$(BIN)/python -m bench.serve_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT) \
 		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV)
+
+## Soak (issue 6): 10 minutes at 70% of measured saturation; fails on any error or RSS growth > 10%.
+soak: setup
+	$(BIN)/python tests/hardening/soak.py --duration 600 --load 0.7
