@@ -118,7 +118,7 @@ def distill(cfg: TrainConfig) -> DistillResult:
     def encode(texts: list[str]):
         return student.encode(texts, autocast_bf16=bf16)
 
-    student.use_readout = False  # zero-shot: the untouched LM's pooled hidden states
+    student.use_readout = False  # zero-shot: the untouched LM's pooled hidden states (LoRA B is still 0)
     report["zero_shot"] = evaluate_all(encode, data.dev)
     student.use_readout = True
     for stage in ("teacher_base", "teacher", "zero_shot"):
@@ -201,9 +201,11 @@ def distill(cfg: TrainConfig) -> DistillResult:
 
 
 def _zero_shot(student: StudentEncoder, encode, data: TaskData, thresholds: dict[str, float]) -> dict[str, float]:
+    """The untouched LM: block adapters disabled and no readout (pooled hidden states)."""
     student.use_readout = False
     try:
-        return evaluate_all(encode, data.test, thresholds)
+        with student.model.disable_adapter():
+            return evaluate_all(encode, data.test, thresholds)
     finally:
         student.use_readout = True
 
