@@ -1,6 +1,6 @@
 """Any encoder as `encode(texts) -> (N, D) L2-normalised`: a sentence-transformers folder or id (the teacher,
 an exported FlipMatch artifact, any ST model), a distill run folder (student + its best LoRA), or the
-zero-shot student (`student:<model>[@mean|@lasttoken]`, pooled hidden states, no adapters)."""
+zero-shot student (`student:<model>[@mean|@lasttoken[:blocks]]`, pooled hidden states, no adapters)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,11 @@ def load_encoder(spec: str, device: str = "cpu") -> EncodeFn:
         from training.config import LoraSection, StudentConfig
         from training.student import load_student
 
-        model, _, pooling = spec.removeprefix("student:").partition("@")
-        student = load_student(StudentConfig(model=model, pooling=pooling or "lasttoken"), LoraSection(), device)
+        # student:<model>[@<pooling>[:<blocks kept>]], e.g. student:packaged:smollm2-135m-instruct@mean:15
+        model, _, options = spec.removeprefix("student:").partition("@")
+        pooling, _, layers = options.partition(":")
+        config = StudentConfig(model=model, pooling=pooling or "lasttoken", num_layers=int(layers) if layers else None)
+        student = load_student(config, LoraSection(), device)
         student.use_readout = False
         return student.encode
     if kind == "run":
