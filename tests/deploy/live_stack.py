@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from typing import Any, TypeVar
 
 import yaml
 from stack_files import ALERTS, PROMETHEUS_CONFIG, REPO
+
+from tests.fixtures.processes import stop_process
 
 T = TypeVar("T")
 
@@ -65,17 +66,6 @@ def _tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=15)
-
-
 def service_env(*, model_path: Path, data_dir: Path, port: int, admin_key_file: Path) -> dict[str, str]:
     """The process environment with our FLIPMATCH_* only: settings the machine happens to have never leak in."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FLIPMATCH_")}
@@ -114,7 +104,7 @@ def running_service(model_path: Path, workdir: Path, *, timeout: float = 240.0) 
                  timeout=timeout, what=f"service ready (log {log})", interval=0.5, alive=died)
         yield base
     finally:
-        _stop(process)
+        stop_process(process, grace=15)
 
 
 def prometheus_config_for(target: str, rules: Path = ALERTS) -> dict[str, Any]:
@@ -153,7 +143,7 @@ def running_prometheus(config: dict[str, Any], workdir: Path, *, timeout: float 
                  timeout=timeout, what="prometheus ready", alive=died)
         yield base
     finally:
-        _stop(process)
+        stop_process(process, grace=15)
 
 
 def promql(base: str, query: str) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.processes import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = "hardening-admin-key-5f2c9a"
 QUERY = "hardening-query-key-81d0e3"
@@ -102,14 +104,8 @@ class LiveServer:
 
     def stop(self) -> None:
         """Best effort for fixtures' finally blocks: SIGTERM, then SIGKILL if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            stop_process(self.process)
 
 
 def rss_bytes(pid: int) -> int:

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.processes import stop_process
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,13 +74,7 @@ def server(model: Path, data_dir: Path, log: Path, *, timeout: float = 120.0, **
             time.sleep(0.1)  # poll interval, bounded by the deadline above
         yield url
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process)
     # uvicorn re-raises the SIGTERM it handled once shutdown is complete, so -15 is a clean exit too.
     shutdowns = log.read_text().count("Application shutdown complete") - shutdowns_before
     clean = process.returncode in (0, -signal.SIGTERM) and shutdowns == 1
