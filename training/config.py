@@ -35,7 +35,12 @@ class DataConfig(_Section):
     faq_alternates_per_intent: int = Field(5, description="Train questions per intent in the eval FAQ corpus.")
     max_eval_pairs: int = Field(150, description="Pairs per pair-matching dev/test set (subset for CPU speed).")
     max_test_queries: int = Field(770, description="Banking77 test queries used for the final report.")
-    seed: int = 13
+    exclude_intents: list[str] = Field(
+        default_factory=list,
+        description="Banking77 intents kept out of training (teacher and student), e.g. for no-match evaluation.",
+    )
+    seed: int = Field(13, description="Seed of the splits and the hard-negative mining (keep fixed across seeds).")
+    order_seed: int | None = Field(None, description="Seed of the training batch order; None uses data.seed.")
 
 
 class TeacherConfig(_Section):
@@ -114,6 +119,11 @@ class RunConfig(_Section):
         None, description="Stop after this step as if interrupted (the schedule still spans optim.steps); resume later."
     )
     resume: bool = Field(True, description="Resume from output_dir/checkpoint if present.")
+    full_report: bool = Field(
+        True,
+        description="Also evaluate the zero-shot student and the teacher, and every model on the test sets. "
+        "false: dev only (checkpoint selection), for callers that run their own test evaluation.",
+    )
     device: str = Field("auto", description="auto, cpu or cuda.")
 
 

@@ -105,30 +105,36 @@ def prepare_teacher(
     return scorer, data, report
 
 
-def distill(cfg: TrainConfig) -> DistillResult:
+def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | None = None) -> DistillResult:
+    """prepared: prepare_teacher's result, shared by runs that differ only in loss, optim or run settings
+    (the quality benchmark): skips re-mining the data and re-scoring the teacher."""
     rank, world = _world()
     set_seed(cfg.run.seed + rank * 0)  # same seed on every rank: identical LoRA init
     run = RunDir(cfg.run.output_dir)
     run.save_config(cfg)
     device = choose_device(cfg.run.device, torch.cuda.is_available())
     bf16 = use_bf16(cfg.optim.bf16, device, *hardware_bf16(device))
-    scorer, data, report = prepare_teacher(cfg, run, device, bf16)
+    scorer, data, report = prepared or prepare_teacher(cfg, run, device, bf16)
+    report = dict(report)
     student = load_student(cfg.student, cfg.lora, device)
 
     def encode(texts: list[str]):
         return student.encode(texts, autocast_bf16=bf16)
 
-    student.use_readout = False  # zero-shot: the untouched LM's pooled hidden states (LoRA B is still 0)
-    report["zero_shot"] = evaluate_all(encode, data.dev)
-    student.use_readout = True
+    if cfg.run.full_report:
+        student.use_readout = False  # zero-shot: the untouched LM's pooled hidden states (LoRA B is still 0)
+        report["zero_shot"] = evaluate_all(encode, data.dev)
+        student.use_readout = True
     for stage in ("teacher_base", "teacher", "zero_shot"):
-        logger.info("dev %-12s %s", stage, _fmt(report[stage]))
+        if stage in report:
+            logger.info("dev %-12s %s", stage, _fmt(report[stage]))
 
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     scheduler = _schedule(optimizer, cfg.optim.steps, cfg.optim.warmup)
     loss_fn = FlipLoss(cfg.loss)
-    sampler = UnitSampler(data.train, cfg.optim.batch_pairs, cfg.data.seed, rank, world)
+    order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed
+    sampler = UnitSampler(data.train, cfg.optim.batch_pairs, order_seed, rank, world)
     step, best = 0, float("-inf")
     if cfg.run.resume and run.checkpoint.exists():
         step, best = run.load_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler)
@@ -191,13 +197,21 @@ def distill(cfg: TrainConfig) -> DistillResult:
     run.load_best(student)
     report["distilled"] = evaluate_all(encode, data.dev)
     thresholds = thresholds_from(report["distilled"])
-    report["test_zero_shot"] = _zero_shot(student, encode, data, thresholds_from(report["zero_shot"]))
-    report["test_teacher"] = evaluate_all(scorer.embed, data.test, thresholds_from(report["teacher"]))
-    report["test_distilled"] = evaluate_all(encode, data.test, thresholds)
+    if cfg.run.full_report:
+        report.update(_test_report(student, encode, scorer, data, report, thresholds))
     scorer.save_cache()
     run.write_json("metrics.json", report)
     result.metrics, result.thresholds = report, thresholds
     return result
+
+
+def _test_report(student, encode, scorer: TeacherScorer, data: TaskData, report: dict, thresholds: dict) -> dict:
+    """Each model on the test sets, at the thresholds chosen on its own dev results."""
+    return {
+        "test_zero_shot": _zero_shot(student, encode, data, thresholds_from(report["zero_shot"])),
+        "test_teacher": evaluate_all(scorer.embed, data.test, thresholds_from(report["teacher"])),
+        "test_distilled": evaluate_all(encode, data.test, thresholds),
+    }
 
 
 def _zero_shot(student: StudentEncoder, encode, data: TaskData, thresholds: dict[str, float]) -> dict[str, float]:

@@ -42,6 +42,9 @@ def banking77(cfg: DataConfig, embed: EmbedFn) -> TaskData:
     rng = random.Random(cfg.seed)
     root = Path(cfg.data_dir) / "banking77"
     train, test = _read_banking77(root / "train.csv"), _read_banking77(root / "test.csv")
+    unknown = sorted(set(cfg.exclude_intents) - set(train))
+    if unknown:
+        raise ValueError(f"data.exclude_intents: not Banking77 intents: {unknown}; see train.csv's category column")
     dev_q, dev_l, faq_t, faq_l = [], [], [], []
     pool: list[tuple[str, str]] = []
     for intent, texts in train.items():
@@ -52,7 +55,8 @@ def banking77(cfg: DataConfig, embed: EmbedFn) -> TaskData:
         dev_l += [intent] * len(texts[:n_dev])
         faq_t += texts[n_dev : n_dev + n_faq]
         faq_l += [intent] * len(texts[n_dev : n_dev + n_faq])
-        pool += [(t, intent) for t in texts[n_dev + n_faq :]]
+        if intent not in cfg.exclude_intents:  # after the shuffle: dev and FAQ splits stay the same
+            pool += [(t, intent) for t in texts[n_dev + n_faq :]]
     rng.shuffle(pool)
     anchors = pool[: cfg.max_train_anchors]
     # Mine among a bounded candidate pool: enough for hard negatives, cheap to embed on CPU.

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -65,6 +66,14 @@ def memoized(encode: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]],
     return encode_cached
 
 
+def _filter_drop(run_dir: Path) -> dict[str, float]:
+    """Mean fraction of gold positives / negatives the dual-threshold filter dropped (logged train steps)."""
+    path = run_dir / "scalars.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    train = [r for r in records if r["tag"] == "train" and "drop_neg" in r]
+    return {k: float(np.mean([r[k] for r in train])) for k in ("drop_pos", "drop_neg")} if train else {}
+
+
 def _dev_curve(run_dir: Path) -> list[tuple[float, int, float]]:
     """(seconds since the first record, step, dev primary) from the run's scalars.jsonl."""
     path = run_dir / "scalars.jsonl"
@@ -88,20 +97,36 @@ class BenchmarkRunner:
     ):
         self.plan, self.work_dir, self.device = plan, Path(work_dir), device
         self.budget_s = None if budget_minutes is None else budget_minutes * 60
-        self.base_overrides = list(plan.overrides) + [f"run.device={device}"]
+        # full_report=false: distill() evaluates dev only (checkpoint choice); this runner touches test once.
+        self.base_overrides = list(plan.overrides) + [
+            f"run.device={device}",
+            "run.full_report=false",
+            "teacher.cache_scores=true",  # in memory across runs (the prepared scorer is shared)
+        ]
         if data_dir:
             self.base_overrides.append(f"data.data_dir={data_dir}")
         self.teacher_dir = self.work_dir / "teacher"
         self.base_overrides.append(f"teacher.output={self.teacher_dir}")
 
     def config(self, system_overrides: list[str], name: str, seed: int) -> TrainConfig:
-        extra = [f"run.output_dir={self.work_dir / 'runs' / name}", f"run.seed={seed}", "run.resume=false"]
+        extra = [
+            f"run.output_dir={self.work_dir / 'runs' / name}",
+            f"run.seed={seed}",  # LoRA init and dropout
+            f"data.order_seed={seed}",  # batch order; data.seed keeps the splits and mined negatives fixed
+            "run.resume=false",
+        ]
         return load_config(self.plan.config, self.base_overrides + system_overrides + extra)
 
     def run(self) -> dict:
         started = time.time()
+        for stale in (self.teacher_dir, self.work_dir / "runs"):  # a rerun must not reuse an old teacher
+            shutil.rmtree(stale, ignore_errors=True)
         base = self.config([], "base", self.plan.seeds[0])
         tasks = build_tasks(base.data, self.plan.limits, list(self.plan.tasks))
+        held_out = tasks.splits.get("banking77", {}).get("held_out_intents", [])
+        if held_out and "banking77" in base.data.sources:  # no-match intents stay unseen in training
+            self.base_overrides.append("data.exclude_intents=[" + ", ".join(held_out) + "]")
+            base = self.config([], "base", self.plan.seeds[0])
         results: dict = {
             "plan": {
                 "config": self.plan.config,
@@ -133,7 +158,15 @@ class BenchmarkRunner:
                 continue
             system = System(f"sweep {label}", "distill", tuple(override.split(",")), "sweep")
             record = self._run_one(system, self.plan.seeds[0], tasks, teacher_encode, {}, test=False)
-            results["sweep"].append({"point": label, "dev": record["dev"], "wall_s": record["wall_s"]})
+            results["sweep"].append(
+                {"point": label, "dev": record["dev"], "wall_s": record["wall_s"], "filter_drop": record["filter_drop"]}
+            )
+            self._save(results)
+        for system, seed in self.plan.runs(("variant",)):
+            if self._out_of_budget(started, results["runs"]):
+                results["skipped"].append(f"{system.name} seed {seed}")
+                continue
+            results["runs"].append(self._run_one(system, seed, tasks, teacher_encode, results["scores"]))
             self._save(results)
         results["total_wall_s"] = time.time() - started
         self._save(results)
@@ -153,18 +186,17 @@ class BenchmarkRunner:
         (self.work_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))
 
     def _teacher(self, base: TrainConfig) -> Callable:
-        """Fine-tune the teacher once (distill() reuses it via teacher.output), then return its encoder."""
+        """Mine the training data and fine-tune the teacher once; every distill run shares both (and the
+        teacher's embedding cache), so a run costs its training steps and evaluations only."""
         from training.distill import prepare_teacher
+        from training.hardware import hardware_bf16, use_bf16
         from training.runs import RunDir
 
         started = time.time()
-        prepare_teacher(base, RunDir(self.work_dir / "runs" / "teacher"), self.device)
-        from training.teacher import TeacherScorer, load_teacher
-
-        path = str(self.teacher_dir) if base.teacher.finetune else base.teacher.model  # finetune=false: as given
-        scorer = TeacherScorer(load_teacher(path, self.device, base.teacher.max_seq_length))
+        bf16 = use_bf16(base.optim.bf16, self.device, *hardware_bf16(self.device))
+        self.prepared = prepare_teacher(base, RunDir(self.work_dir / "runs" / "teacher"), self.device, bf16)
         self.teacher_wall_s = time.time() - started
-        return memoized(scorer.embed)
+        return memoized(self.prepared[0].embed)
 
     def _run_one(
         self, system: System, seed: int, tasks: QualityTasks, teacher_encode, scores: dict, test: bool = True
@@ -173,6 +205,7 @@ class BenchmarkRunner:
         cfg = self.config(list(system.overrides), f"{slug}-s{seed}", seed)
         started = time.time()
         curve: list = []
+        drop: dict = {}
         from training.hardware import hardware_bf16, use_bf16
 
         bf16 = use_bf16(cfg.optim.bf16, self.device, *hardware_bf16(self.device))  # as distill() evaluates
@@ -189,12 +222,13 @@ class BenchmarkRunner:
         else:
             from training.distill import distill
 
-            student = distill(cfg).student
+            student = distill(cfg, self.prepared).student
 
             def encode(texts):
                 return student.encode(texts, autocast_bf16=bf16)
 
             curve = _dev_curve(Path(cfg.run.output_dir))
+            drop = _filter_drop(Path(cfg.run.output_dir))
         if system.kind != "teacher":
             wall = time.time() - started
         eval_started = time.time()
@@ -208,6 +242,7 @@ class BenchmarkRunner:
             "wall_s": wall,
             "dev": dev,
             "curve": curve,
+            "filter_drop": drop,
         }
         if test:  # each test set is touched once per reported run, at the dev-chosen thresholds
             record["test"] = evaluate_all(encode, tasks.test, thresholds_from(dev))

@@ -11,7 +11,7 @@ from training.quality.report import mean_std, write_report
 def _results(plan: Plan) -> dict:
     rng = np.random.default_rng(0)
     runs = []
-    for system, seed in plan.runs():
+    for system, seed in plan.runs(("main", "ablation", "variant")):
         metrics = {"mqp/f1": rng.uniform(0.5, 0.9), "b77_faq/r@1": rng.uniform(), "b77_nomatch/auroc": rng.uniform()}
         curve = [(10.0 * i, 10 * i, rng.uniform()) for i in range(1, 4)] if system.kind == "distill" else []
         runs.append(
@@ -25,6 +25,7 @@ def _results(plan: Plan) -> dict:
                 "dev": metrics,
                 "test": metrics,
                 "curve": curve,
+                "filter_drop": {"drop_pos": 0.01, "drop_neg": 0.5} if system.kind == "distill" else {},
             }
         )
     pairs = {"set": "mqp", "sim": rng.uniform(-0.2, 1, 20).tolist(), "label": [0, 1] * 10}
@@ -52,9 +53,11 @@ def test_report_has_every_system_stats_hashes_and_figures(tmp_path):
     text = path.read_text()
     assert "`python -m training.quality run --budget-minutes 90`" in text
     table1, rest = text.split("## Table 1")[1].split("## Table 2")
-    table2 = rest.split("## Sensitivity")[0]
+    table2, rest = rest.split("## Table 3")
+    table3, drops = rest.split("## Sensitivity")[0], rest.split("## Dual-threshold filter")[1]
     for system in SYSTEMS:
-        assert f"| {system.name} |" in (table1 if system.table == "main" else table2)
+        assert f"| {system.name} |" in {"main": table1, "ablation": table2, "variant": table3}[system.table]
+    assert f"| {FULL} | 42 | 0.010 | 0.500 |" in drops
     assert f"| {FULL} | 3 |" in table1 and "±" in table1  # three seeds, mean ± std
     assert f"| {FULL} | 1 |" in table2  # the reference row of the ablations
     for run in results["runs"]:
