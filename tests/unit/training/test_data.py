@@ -76,3 +76,30 @@ def test_unknown_source_and_missing_data_fail_fast(tmp_path):
         load_task_data(DataConfig(sources=["nope"]), lambda t: None)
     with pytest.raises(ValueError, match="FLIPMATCH_DATASETS_DIR"):
         load_task_data(DataConfig(data_dir=str(tmp_path), sources=["banking77"]), lambda t: None)
+
+
+def test_excluded_intents_leave_training_but_not_the_eval_splits(tiny_data_dir):
+    import numpy as np
+
+    def fake_embed(texts):
+        v = np.random.default_rng(len(texts)).normal(size=(len(texts), 8)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    cfg = DataConfig(data_dir=str(tiny_data_dir), sources=["banking77"], dev_queries_per_intent=2)
+    full = load_task_data(cfg, fake_embed)
+    intents = {p.group_a for unit in full.train for p in unit}
+    gone = sorted(intents)[0]
+    cut = load_task_data(cfg.model_copy(update={"exclude_intents": [gone]}), fake_embed)
+    pairs = [p for unit in cut.train for p in unit]
+    assert pairs and not {gone} & ({p.group_a for p in pairs} | {p.group_b for p in pairs})
+    # dev queries and the FAQ corpus are the same split with or without the exclusion
+    assert cut.dev[0].queries == full.dev[0].queries and cut.dev[0].corpus_texts == full.dev[0].corpus_texts
+    with pytest.raises(ValueError, match="not Banking77 intents"):
+        load_task_data(cfg.model_copy(update={"exclude_intents": ["no_such_intent"]}), fake_embed)
+
+
+def test_order_seed_changes_the_batch_order_only():
+    units = [(Pair(f"a{i}", f"b{i}", 1),) for i in range(40)]
+    same = UnitSampler(units, 4, seed=13).batch(0), UnitSampler(units, 4, seed=13).batch(0)
+    other = UnitSampler(units, 4, seed=43).batch(0)
+    assert same[0] == same[1] and other != same[0]

@@ -104,3 +104,18 @@ def test_two_process_gloo_ranks_hold_identical_weights(tiny_student_dir, tiny_te
     assert all(torch.equal(r0[k], r1[k]) for k in r0)
     moved = [k for k in r0 if "lora_B" in k and "lm_head" not in k]
     assert any(r0[k].abs().sum() > 0 for k in moved)  # a step really happened (B starts at zero)
+
+
+def test_shared_preparation_and_dev_only_report(tiny_student_dir, tiny_teacher_dir, tiny_data_dir, tmp_path):
+    """The quality benchmark's mode: one prepare_teacher for several runs, dev-only evaluation inside."""
+    from training.distill import prepare_teacher
+    from training.runs import RunDir
+
+    cfg = tiny_config(tiny_student_dir, tiny_teacher_dir, tiny_data_dir, tmp_path / "a")
+    prepared = prepare_teacher(cfg, RunDir(tmp_path / "prep"), "cpu")
+    a = cfg.model_copy(update={"run": cfg.run.model_copy(update={"full_report": False})})
+    result = distill(a, prepared)
+    assert "distilled" in result.metrics and "teacher" in result.metrics  # the shared teacher report
+    assert not {"zero_shot", "test_distilled", "test_teacher", "test_zero_shot"} & set(result.metrics)
+    assert not (tmp_path / "a" / "teacher").exists()  # no second teacher fine-tune
+    assert "zero_shot" not in prepared[2]  # the shared report is not mutated by a run
