@@ -109,21 +109,40 @@ def eval_cmd(
     ],
     config: ConfigOpt = DEFAULT_CONFIG,
     set_: SetOpt = None,
-    split: Annotated[str, typer.Option(help="dev or test")] = "dev",
+    split: Annotated[str, typer.Option(help="dev, or test at the thresholds chosen on dev")] = "dev",
+    tasks: Annotated[
+        str,
+        typer.Option(
+            help="Comma list of banking77 (FAQ retrieval, no-match, pairs), mqp, rqe, medquad; or 'training' "
+            "for the config's own distillation dev/test sets."
+        ),
+    ] = "banking77,mqp,rqe,medquad",
+    teacher: Annotated[str | None, typer.Option(help="Also report Spearman agreement with this encoder.")] = None,
 ) -> None:
-    """Evaluate any encoder (teacher, student with or without adapters, an export) on the dev or test sets."""
+    """Evaluate any encoder (teacher, student with or without adapters, an export, any ST model)."""
     _setup_logging()
-    from training.data.sources import load_task_data
-    from training.evaluate.encoders import load_encoder
-    from training.evaluate.evaluators import evaluate_all
-    from training.teacher import TeacherScorer, load_teacher
-
     if split not in ("dev", "test"):
         raise typer.BadParameter("split must be dev or test")
     cfg = _config(config, set_)
-    miner = TeacherScorer(load_teacher(cfg.teacher.model))  # the splits' hard negatives come from the base teacher
-    data = load_task_data(cfg.data, miner.embed)
-    results = evaluate_all(load_encoder(model), data.dev if split == "dev" else data.test)
+    if tasks == "training":
+        from training.data.sources import load_task_data
+        from training.evaluate.encoders import load_encoder
+        from training.evaluate.evaluators import evaluate_all, thresholds_from
+        from training.teacher import TeacherScorer, load_teacher
+
+        miner = TeacherScorer(load_teacher(cfg.teacher.model))  # the splits' hard negatives: base teacher
+        data = load_task_data(cfg.data, miner.embed)
+        encode = load_encoder(model)
+        results = evaluate_all(encode, data.dev)
+        if split == "test":
+            results = evaluate_all(encode, data.test, thresholds_from(results))
+    else:
+        from training.quality.suite import evaluate_encoder
+
+        try:
+            results = evaluate_encoder(model, cfg.data, tasks.split(","), split, teacher)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
     typer.echo(json.dumps(results, indent=2))
 
 

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--tasks", default="banking77,mqp,rqe,medquad")
     ev.add_argument("--split", choices=["dev", "test"], default="dev")
     ev.add_argument("--device", default="cpu")
+    ev.add_argument("--teacher", help="also report Spearman agreement with this encoder (same spec forms)")
     sub.add_parser("report", help="re-render the report from <work-dir>/results.json").add_argument(
         "--work-dir", default="runs/quality"
     )
@@ -48,17 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m training.quality " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.command == "eval":
         from training.config import load_config
-        from training.evaluate.encoders import load_encoder
-        from training.evaluate.evaluators import evaluate_all, thresholds_from
-        from training.quality.plan import Plan
-        from training.quality.tasks import build_tasks
+        from training.quality.suite import evaluate_encoder
 
         cfg = load_config(args.config, [f"data.data_dir={args.data_dir}"] if args.data_dir else [])
-        tasks = build_tasks(cfg.data, Plan(config=args.config, overrides=(), seeds=(0,)).limits, args.tasks.split(","))
-        encode = load_encoder(args.model, args.device)
-        out = evaluate_all(encode, tasks.dev)
-        if args.split == "test":  # the test sets at the thresholds chosen on dev
-            out = evaluate_all(encode, tasks.test, thresholds_from(out))
+        out = evaluate_encoder(args.model, cfg.data, args.tasks.split(","), args.split, args.teacher, args.device)
         print(json.dumps(out, indent=2))
         return 0
     if args.command == "report":

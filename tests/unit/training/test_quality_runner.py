@@ -84,3 +84,28 @@ def test_cli_eval_scores_an_encoder_on_test_at_dev_thresholds(tiny_yaml, tiny_te
 def test_cli_rejects_unknown_command():
     with pytest.raises(SystemExit):
         main(["bogus"])
+
+
+def test_flipmatch_eval_scores_tasks_with_teacher_agreement(tiny_yaml, tiny_teacher_dir, tiny_data_dir):
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    args = [
+        "eval",
+        "--model",
+        str(tiny_teacher_dir),
+        "--config",
+        str(tiny_yaml),
+        "--set",
+        f"data.data_dir={tiny_data_dir}",
+    ]
+    done = CliRunner().invoke(
+        app, [*args, "--tasks", "banking77,mqp", "--split", "test", "--teacher", str(tiny_teacher_dir)]
+    )
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.output[done.output.index("{") :])
+    assert {"b77_faq/r@1", "b77_pairs/f1", "mqp/f1", "mqp/threshold"} <= set(out)
+    assert out["mqp/spearman_teacher"] == pytest.approx(1.0)  # the teacher agrees with itself
+    bad = CliRunner().invoke(app, [*args, "--tasks", "nope"])
+    assert bad.exit_code == 2 and "unknown quality task" in bad.output
