@@ -42,16 +42,18 @@ clean:
 ## Serving benchmark (issue 5): encoder variants, FAISS at 1M, then FlipMatch vs naive vs Infinity under load.
 ## Results in bench/results (serve.md/json/png, encoder.json, faiss.json); docs/performance.md explains them.
 BENCH_MODEL ?= artifacts/flipmatch-default
-BENCH_DATA ?= /work/shared/data
+BENCH_DATA ?= ../shared/data
 BENCH_OUT ?= bench/results
 INFINITY_VENV ?= $(HOME)/.cache/flipmatch/infinity-venv
-# Measured on 2 shared vCPUs: a 25 ms coalescing window and no tokenizer thread pool (docs/performance.md).
-BENCH_FLIPMATCH_ENV ?= FLIPMATCH_BATCHING__MAX_WAIT_MS=25 TOKENIZERS_PARALLELISM=false
+# FlipMatch runs its defaults (BENCH_FLIPMATCH_ENV adds KEY=VALUE settings); two variants run side by side.
+BENCH_FLIPMATCH_ENV ?=
 bench-serve: setup
 	$(BIN)/python -m bench.encoder_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)
 	$(BIN)/python -m bench.faiss_bench --out $(BENCH_OUT)
 	$(BIN)/python -m bench.serve_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT) \
-		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV)
+		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV) \
+		--flipmatch-variant "2 forward threads:FLIPMATCH_CPU_THREADS=2" \
+		--flipmatch-variant "5 ms window:FLIPMATCH_BATCHING__MAX_WAIT_MS=5"
 
 ## Soak (issue 6): 10 minutes at 70% of measured saturation; fails on any error or RSS growth > 10%.
 soak: setup

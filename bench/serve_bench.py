@@ -40,7 +40,8 @@ def machine() -> dict[str, object]:
 
 def measure_system(system: systems.System, queries: list[str], args: argparse.Namespace) -> list[LevelResult]:
     levels = []
-    for concurrency in args.concurrency:
+    variant = system.name.startswith("flipmatch (")
+    for concurrency in args.variant_concurrency if variant else args.concurrency:
         result = asyncio.run(run_level(system.name, system.url + system.embed_path,
                                        lambda i: system.body(queries[i % len(queries)]), concurrency=concurrency,
                                        requests=args.requests, max_seconds=args.level_seconds))
@@ -105,6 +106,11 @@ def main() -> None:
                         help="its own venv (its pins clash with ours); created on first use")
     parser.add_argument("--skip", nargs="*", default=[], choices=["naive", "infinity", "flipmatch"])
     parser.add_argument("--flipmatch-env", nargs="*", default=[], help="extra KEY=VALUE for the FlipMatch server")
+    parser.add_argument("--flipmatch-variant", action="append", default=[], metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
+                        help="also measure FlipMatch with these settings, side by side (repeatable), e.g. "
+                             "'2 threads:FLIPMATCH_CPU_THREADS=2'")
+    parser.add_argument("--variant-concurrency", type=int, nargs="+", default=[1, 32],
+                        help="load levels for the --flipmatch-variant servers")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +133,12 @@ def main() -> None:
         if "flipmatch" not in args.skip:
             env = dict(item.split("=", 1) for item in args.flipmatch_env)
             candidates.append(systems.flipmatch(model, tmp_path / "fm", ADMIN, **env))
+            for n, spec in enumerate(args.flipmatch_variant):
+                label, _, settings = spec.partition(":")
+                variant_env = {**env, **dict(item.split("=", 1) for item in settings.split(",") if item)}
+                variant = systems.flipmatch(model, tmp_path / f"fm-variant-{n}", ADMIN, **variant_env)
+                variant.name = f"flipmatch ({label})"
+                candidates.append(variant)
         if "infinity" not in args.skip:
             exe, how = systems.ensure_infinity(args.infinity_venv.resolve(), args.out / "infinity-install.log")
             notes["infinity_install"] = how
@@ -135,7 +147,8 @@ def main() -> None:
             else:
                 candidates.append(systems.infinity(exe, model, "flipmatch-default"))
         for system in candidates:
-            log = args.out / f"server-{system.name.split()[0]}.log"
+            slug = "".join(c if c.isalnum() else "-" for c in system.name).strip("-")
+            log = args.out / f"server-{slug}.log"
             try:
                 with systems.running(system, log):
                     probe_vectors[system.name] = vectors(system, queries[:PARITY_TEXTS])

@@ -28,7 +28,10 @@ class BatchingSettings(_Section):
     )
     max_batch_size: int = Field(64, ge=1, description="Most texts in one forward pass.")
     max_wait_ms: float = Field(
-        5, ge=0, description="How long the first waiting text waits for others to join its batch."
+        25,
+        ge=0,
+        description="Longest wait of the first queued text for others to join its batch. Adaptive: a lone text "
+        "after a lone batch goes at once, and the wait ends when as many texts wait as the last batch took.",
     )
     max_queue: int = Field(
         1024, ge=1, description="Texts waiting for a forward pass; beyond it requests get 429 + Retry-After."

@@ -79,6 +79,7 @@ class DynamicBatcher:
         self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unfinished: list[PendingText] = []  # drained from the queue, not yet answered
+        self._last_drained = 0  # texts the previous round took: the adaptive window's target
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flipmatch-forward")
 
     @property
@@ -154,15 +155,24 @@ class DynamicBatcher:
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            # Coalescing window: the oldest text waits at most max_wait for others to join.
+            # Coalescing window: the oldest text waits at most max_wait for others to join, and only while
+            # fewer texts wait than the last round drained: a lone text after a lone round (no concurrent
+            # traffic) goes at once, and under steady load the window ends as soon as last round's clients
+            # are back, so a long max_wait costs latency only when the load drops.
             deadline = self._queue[0].enqueued_at + self._max_wait_s
-            while not self._batch_full() and (remaining := deadline - time.monotonic()) > 0:
+            target = self._last_drained if self._last_drained > 1 else 1
+            while (
+                not self._batch_full()
+                and len(self._queue) < target
+                and (remaining := deadline - time.monotonic()) > 0
+            ):
                 self._wakeup.clear()
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except TimeoutError:
                     break
             drained = self._unfinished = list(self._queue)
+            self._last_drained = len(drained)
             self._queue.clear()
             self._queued_tokens = 0
             plan = plan_batches(

@@ -208,3 +208,27 @@ def test_stop_answers_every_pending_text():
                 future.result()
 
     run(scenario())
+
+
+def test_lone_requests_skip_the_window_and_a_busy_round_waits_for_its_clients():
+    encode = RecordingEncode()
+
+    async def scenario() -> None:
+        batcher = make(encode, max_wait_ms=60_000)  # a window no test could sit out
+        await batcher.start()
+        for i in range(3):  # sequential lone requests (concurrency 1): answered without waiting the window
+            (future,) = batcher.submit([(f"lone{i}", 3)])
+            assert await asyncio.wait_for(future, timeout=10) == f"v:lone{i}"
+        first = batcher.submit([(f"a{i}", 3) for i in range(3)])  # a round of 3 texts
+        await asyncio.gather(*first)
+        # Next round: the first text waits for the other two (the last round's size), then goes at once.
+        (early,) = batcher.submit([("b0", 3)])
+        await asyncio.sleep(0.05)
+        assert not early.done()
+        rest = batcher.submit([("b1", 3), ("b2", 3)])
+        await asyncio.wait_for(asyncio.gather(early, *rest), timeout=10)
+        await batcher.stop()
+
+    run(scenario())
+    assert encode.batches[-1] == ["b0", "b1", "b2"]
+    assert [len(b) for b in encode.batches[:3]] == [1, 1, 1]

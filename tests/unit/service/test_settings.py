@@ -23,7 +23,7 @@ def test_defaults_match_the_documented_contract(clean_env):
                                                                "0.0.0.0", 8000)
     assert (s.device, s.dtype, s.dev_mode, s.log_level, s.cors_origins) == ("auto", "auto", False, "info", [])
     b, lim = s.batching, s.limits
-    assert (b.max_batch_tokens, b.max_batch_size, b.max_wait_ms, b.max_queue) == (8192, 64, 5, 1024)
+    assert (b.max_batch_tokens, b.max_batch_size, b.max_wait_ms, b.max_queue) == (8192, 64, 25, 1024)
     assert (lim.max_texts, lim.max_text_chars, lim.max_body_bytes, lim.truncate, lim.max_top_k) == (
         256, 8192, 10 * 1024 * 1024, True, 100)
     assert s.index.hnsw_threshold == 50_000
