@@ -61,9 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     plan = tiny_plan(args.config) if args.tiny else full_plan(args.config, args.budget_minutes)
     results = BenchmarkRunner(
-        plan, Path(args.work_dir), args.data_dir, args.device, None if args.tiny else args.budget_minutes
+        plan, Path(args.work_dir), args.data_dir, args.device, None if args.tiny else args.budget_minutes, command
     ).run()
-    results["command"] = command
     print(write_report(results, command, Path(args.output)))
     return 0
 

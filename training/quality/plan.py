@@ -32,6 +32,8 @@ SYSTEMS: tuple[System, ...] = (
     System("flipped full, filter on in-batch pairs too", "distill", ("loss.filter_scope=all",), "variant"),
 )
 FULL = "flipped full (FlipMatch)"
+SFT = "student LoRA-SFT"
+TEACHER = "fine-tuned teacher (MiniLM)"
 ZERO_SHOT = "zero-shot student (last token)"
 
 

@@ -63,6 +63,36 @@ def _sweep_table(points: list[dict]) -> list[str]:
     return lines
 
 
+def _verdict(a: list[float], b: list[float]) -> str:
+    """'higher' / 'lower' when the mean gap exceeds the seeds' spread (sum of sample stds), else 'within noise'."""
+    gap = float(np.mean(a) - np.mean(b))
+    spread = sum(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in (a, b))
+    if abs(gap) <= spread:
+        return f"Δ {gap:+.3f}, within seed noise (spread {spread:.3f})"
+    return f"Δ {gap:+.3f}, {'higher' if gap > 0 else 'lower'}"
+
+
+def _comparisons(runs: list[dict]) -> list[str]:
+    """Plain statements: does the flipped student beat its SFT twin and its teacher, per headline metric."""
+    from training.quality.plan import FULL, SFT, TEACHER
+
+    def values(system: str, key: str) -> list[float]:
+        return [r["test"][key] for r in runs if r["system"] == system and key in r.get("test", {})]
+
+    lines = []
+    for title, key in COLUMNS:
+        full, sft, teacher = values(FULL, key), values(SFT, key), values(TEACHER, key)
+        if not full or "ρ" in title:
+            continue
+        parts = [f"flipped full {mean_std(full)}"]
+        if sft:
+            parts.append(f"vs LoRA-SFT {mean_std(sft)} ({_verdict(full, sft)})")
+        if teacher:
+            parts.append(f"vs teacher {mean_std(teacher)} ({_verdict(full, teacher)})")
+        lines.append(f"- {title}: " + " ".join(parts))
+    return lines
+
+
 def _drop_table(runs: list[dict]) -> list[str]:
     lines = ["| run | seed | positives dropped | negatives dropped |", "|---|---|---|---|"]
     for r in runs:
@@ -167,6 +197,10 @@ def render(results: dict, command: str, figures: list[Path], doc_dir: Path) -> s
         "is evaluated once per run. ρ(T,S): Spearman of teacher and student cosine similarities on the test pairs.",
         "",
         *_table(main, "test"),
+        "",
+        "### Does the flipped student beat its SFT twin and its teacher? (test, computed from the table)",
+        "",
+        *_comparisons(results["runs"]),
         "",
         "## Table 2: ablations (test, seed " + str(plan["seeds"][0]) + ")",
         "",

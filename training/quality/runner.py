@@ -94,7 +94,9 @@ class BenchmarkRunner:
         data_dir: str | None = None,
         device: str = "cpu",
         budget_minutes: float | None = None,
+        command: str = "",
     ):
+        self.command = command  # recorded in results.json, so `report` re-renders it faithfully
         self.plan, self.work_dir, self.device = plan, Path(work_dir), device
         self.budget_s = None if budget_minutes is None else budget_minutes * 60
         # full_report=false: distill() evaluates dev only (checkpoint choice); this runner touches test once.
@@ -128,6 +130,7 @@ class BenchmarkRunner:
             self.base_overrides.append("data.exclude_intents=[" + ", ".join(held_out) + "]")
             base = self.config([], "base", self.plan.seeds[0])
         results: dict = {
+            "command": self.command,
             "plan": {
                 "config": self.plan.config,
                 "overrides": self.base_overrides,

@@ -58,6 +58,9 @@ def test_report_has_every_system_stats_hashes_and_figures(tmp_path):
     for system in SYSTEMS:
         assert f"| {system.name} |" in {"main": table1, "ablation": table2, "variant": table3}[system.table]
     assert f"| {FULL} | 42 | 0.010 | 0.500 |" in drops
+    verdicts = text.split("### Does the flipped student")[1].split("## Table 2")[0]
+    assert "- MQP F1: flipped full" in verdicts and "vs LoRA-SFT" in verdicts and "vs teacher" in verdicts
+
     assert f"| {FULL} | 3 |" in table1 and "±" in table1  # three seeds, mean ± std
     assert f"| {FULL} | 1 |" in table2  # the reference row of the ablations
     for run in results["runs"]:
@@ -66,6 +69,13 @@ def test_report_has_every_system_stats_hashes_and_figures(tmp_path):
     assert "Test CPU" in text and "| m_c=0.02 |" in text and "| tau=0.3 |" in text
     assert (tmp_path / "docs" / "figures" / "similarity_distributions.png").stat().st_size > 0
     assert "![learning_curves](figures/learning_curves.png)" in text
+
+
+def test_verdict_separates_a_gap_from_seed_noise():
+    from training.quality.report import _verdict
+
+    assert _verdict([0.80, 0.81, 0.82], [0.70, 0.71, 0.72]).endswith("higher")
+    assert "within seed noise" in _verdict([0.70, 0.75, 0.80], [0.72, 0.74, 0.76])
 
 
 def test_full_plan_runs_main_rows_first_with_three_seeds():
