@@ -107,12 +107,15 @@ def ensure_infinity(venv: Path, log: Path) -> tuple[Path | None, str]:
             if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, timeout=900).returncode:
                 return None, f"`{' '.join(step)}` failed; see {log}"
         # Dry run first: if resolving infinity-emb would touch torch, stop rather than pull CUDA wheels.
-        dry = subprocess.run([str(pip), "install", "--dry-run", "--report", "-", INFINITY_SPEC, INFINITY_TORCH],
-                             capture_output=True, text=True, timeout=900)
+        # The report goes to a file: older pips (a fresh venv's bundled one) also print progress on stdout.
+        report = venv / "pip-dry-run.json"
+        dry = subprocess.run([str(pip), "install", "-q", "--dry-run", "--report", str(report), INFINITY_SPEC,
+                              INFINITY_TORCH], capture_output=True, text=True, timeout=900)
         if dry.returncode:
             out.write(dry.stderr.encode())
             return None, f"pip could not resolve {INFINITY_SPEC} next to {INFINITY_TORCH}: {dry.stderr[-500:]}"
-        planned = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(dry.stdout)["install"]}
+        install = json.loads(report.read_text())["install"]
+        planned = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in install}
         if "torch" in planned:
             return None, f"pip wanted to replace torch with {planned['torch']}; refused"
         if subprocess.run([str(pip), "install", "-q", INFINITY_SPEC, INFINITY_TORCH], stdout=out,
