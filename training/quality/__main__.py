@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     results = BenchmarkRunner(
         plan, Path(args.work_dir), args.data_dir, args.device, None if args.tiny else args.budget_minutes, command
     ).run()
-    print(write_report(results, command, Path(args.output)))
+    report = write_report(results, command, Path(args.output))
+    # The raw numbers ship beside the report: `report --work-dir docs` re-renders it from a clean checkout.
+    (report.parent / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    print(report)
     return 0
 
 

@@ -172,7 +172,9 @@ def write_figures(results: dict, out_dir: Path) -> list[Path]:
 def render(results: dict, command: str, figures: list[Path], doc_dir: Path) -> str:
     plan, hw = results["plan"], results["hardware"]
     main = [r for r in results["runs"] if r["table"] == "main"]
-    full = [r for r in results["runs"] if r["system"].startswith("flipped full") and r["seed"] == plan["seeds"][0]]
+    from training.quality.plan import FULL
+
+    full = [r for r in results["runs"] if r["system"] == FULL and r["seed"] == plan["seeds"][0]]
     ablation = full + [r for r in results["runs"] if r["table"] == "ablation"]
     variants = full + [r for r in results["runs"] if r["table"] == "variant"]
     lines = [
@@ -201,6 +203,9 @@ def render(results: dict, command: str, figures: list[Path], doc_dir: Path) -> s
         "### Does the flipped student beat its SFT twin and its teacher? (test, computed from the table)",
         "",
         *_comparisons(results["runs"]),
+        "",
+        "Why, and what was tried to close the gap: [results-analysis.md](results-analysis.md) (hand-written notes on "
+        "a given run; dated there).",
         "",
         "## Table 2: ablations (test, seed " + str(plan["seeds"][0]) + ")",
         "",
@@ -238,7 +243,8 @@ def render(results: dict, command: str, figures: list[Path], doc_dir: Path) -> s
         "seed), minus the held-out intents; dev queries are the sources' dev queries, test queries a seeded "
         "sample of test.csv. No-match: queries of the held-out intents are out of scope (positives = in-scope "
         "queries scored by their best corpus cosine; AUROC and precision with the answer threshold set at 90% "
-        "in-scope recall). The held-out intents are still training intents (the distillation data is unchanged). "
+        "in-scope recall). The held-out intents are also kept out of training (`data.exclude_intents`, teacher "
+        "fine-tune and distillation alike), so out-of-scope queries are unseen. "
         "Banking77 pairs: per intent one positive (same intent) and one random other-intent negative.",
         "- MQP and RQE: the training sources' own dev/test splits (MQP split by question_1; RQE validation halves).",
         "- MedQuAD: question → answer retrieval over (focus, qtype) groups. Question → question retrieval is not "

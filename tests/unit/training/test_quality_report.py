@@ -62,7 +62,8 @@ def test_report_has_every_system_stats_hashes_and_figures(tmp_path):
     assert "- MQP F1: flipped full" in verdicts and "vs LoRA-SFT" in verdicts and "vs teacher" in verdicts
 
     assert f"| {FULL} | 3 |" in table1 and "±" in table1  # three seeds, mean ± std
-    assert f"| {FULL} | 1 |" in table2  # the reference row of the ablations
+    assert f"| {FULL} | 1 |" in table2 and f"| {FULL} | 1 |" in table3  # the reference row, seed 42 only
+    assert not any(f"| {s.name} |" in table2 for s in SYSTEMS if s.table == "variant")
     for run in results["runs"]:
         assert run["config_sha256"] in text
     assert "Skipped to stay within the budget: sweep tau=0.7" in text
