@@ -113,6 +113,8 @@ def main() -> None:
                         help="load levels for the --flipmatch-variant servers")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # httpx logs every request at INFO: on a 2-core box that is load-generator CPU taken from the server.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     model = args.model.resolve()
 

@@ -78,7 +78,8 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
         b, lim = settings.batching, settings.limits
         engine = EmbeddingEngine(loaded, max_batch_tokens=b.max_batch_tokens, max_batch_size=b.max_batch_size,
                                  max_wait_ms=b.max_wait_ms, max_queue=b.max_queue, max_text_chars=lim.max_text_chars,
-                                 truncate=lim.truncate, metrics=state.metrics)
+                                 truncate=lim.truncate, metrics=state.metrics,
+                                 batch_overhead_tokens=b.overhead_tokens(loaded.info.device))
         await engine.start()
         info = engine.info
         state.metrics.model_info.labels(info.model, info.device, info.dtype, str(info.dimension)).set(1)

@@ -27,6 +27,13 @@ class BatchingSettings(_Section):
         "max sequence length; checked at start-up.",
     )
     max_batch_size: int = Field(64, ge=1, description="Most texts in one forward pass.")
+    batch_overhead_tokens: float | None = Field(
+        None,
+        ge=0,
+        description="Fixed cost of one forward pass, in padded tokens: the batcher splits waiting texts into "
+        "similar-length batches when the padding saved exceeds it. None: 32 on CPU (measured: ~18 ms per pass "
+        "against ~0.6 ms per token on 2 cores), 512 on CUDA (kernel launches dominate short batches).",
+    )
     max_wait_ms: float = Field(
         25,
         ge=0,
@@ -36,6 +43,12 @@ class BatchingSettings(_Section):
     max_queue: int = Field(
         1024, ge=1, description="Texts waiting for a forward pass; beyond it requests get 429 + Retry-After."
     )
+
+
+    def overhead_tokens(self, device: str) -> float:
+        if self.batch_overhead_tokens is not None:
+            return self.batch_overhead_tokens
+        return 512.0 if device == "cuda" else 32.0
 
 
 class LimitsSettings(_Section):

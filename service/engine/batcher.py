@@ -1,9 +1,9 @@
 """DynamicBatcher: coalesce texts from concurrent requests into forward passes under a token budget.
 
 It knows "a function that encodes a batch of payloads", never torch or HTTP. The queue is bounded (Overloaded when
-full); a batch is cut by padded tokens (texts x longest) and by count; texts are sorted by length so batches waste
-little padding; a text whose future was cancelled (client gone) is dropped before compute; a failing batch fails
-only its own futures and the loop keeps serving.
+full); each drained window is split into batches of similar length at the least modelled cost (padded tokens plus a
+per-pass overhead), within a padded-token budget and a count; a text whose future was cancelled (client gone) is
+dropped before compute; a failing batch fails only its own futures and the loop keeps serving.
 """
 
 from __future__ import annotations
@@ -35,22 +35,39 @@ class PendingText:
     enqueued_at: float = field(default_factory=time.monotonic)
 
 
-def plan_batches(lengths: Sequence[int], *, max_batch_tokens: int, max_batch_size: int) -> list[list[int]]:
-    """Split item indices into batches, shortest first. A batch's padded size (count x its longest item) stays
-    within `max_batch_tokens` and its count within `max_batch_size`; an item alone over the budget still gets a
-    batch of its own (start-up guarantees max_batch_tokens >= the model's max length, so this is defensive)."""
+def plan_batches(
+    lengths: Sequence[int], *, max_batch_tokens: int, max_batch_size: int, batch_overhead_tokens: float = 0.0
+) -> list[list[int]]:
+    """Split item indices into batches of similar length, shortest first, at the least modelled cost.
+
+    A forward pass costs about `batch_overhead_tokens + count x longest` token-times (every row is padded to the
+    batch's longest; measured on a 2-core CPU: ~18 ms + 0.62 ms per padded token for SmolLM2-15 blocks, i.e. an
+    overhead of ~30 tokens). An exact dynamic programme over the length-sorted items picks the cut points; each
+    batch keeps count x longest within `max_batch_tokens` and count within `max_batch_size`. With overhead 0 every
+    distinct length gets its own batch; a large overhead gives few full batches. An item alone over the budget
+    still gets a batch of its own (start-up guarantees max_batch_tokens >= the model's max length)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    n = len(order)
+    if n == 0:
+        return []
+    sizes = [lengths[i] for i in order]
+    best = [0.0] + [float("inf")] * n  # best[j]: least cost of the first j sorted items
+    cut = [0] * (n + 1)  # cut[j]: where the last batch of that best plan starts
+    for end in range(1, n + 1):
+        longest = sizes[end - 1]  # sorted: the batch's last item is its longest
+        for start in range(end - 1, max(-1, end - 1 - max_batch_size), -1):
+            count = end - start
+            if count > 1 and count * longest > max_batch_tokens:
+                break  # earlier starts only add rows
+            cost = best[start] + batch_overhead_tokens + count * longest
+            if cost <= best[end]:  # ties: the larger batch (fewer passes)
+                best[end], cut[end] = cost, start
     batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        # Sorted ascending, so the item being added is the longest of the candidate batch.
-        if current and ((len(current) + 1) * lengths[i] > max_batch_tokens or len(current) >= max_batch_size):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+    end = n
+    while end > 0:
+        batches.append(order[cut[end] : end])
+        end = cut[end]
+    return batches[::-1]
 
 
 class DynamicBatcher:
@@ -64,9 +81,11 @@ class DynamicBatcher:
         max_batch_size: int,
         max_wait_ms: float,
         max_queue: int,
+        batch_overhead_tokens: float = 32.0,
         metrics: Metrics | None = None,
     ) -> None:
         self._encode_batch = encode_batch
+        self._batch_overhead_tokens = batch_overhead_tokens
         self._max_batch_tokens = max_batch_tokens
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_ms / 1000.0
@@ -179,6 +198,7 @@ class DynamicBatcher:
                 [item.n_tokens for item in drained],
                 max_batch_tokens=self._max_batch_tokens,
                 max_batch_size=self._max_batch_size,
+                batch_overhead_tokens=self._batch_overhead_tokens,
             )
             for group in plan:
                 await self._run_batch([drained[i] for i in group], loop)

@@ -73,6 +73,7 @@ class EmbeddingEngine:
         max_wait_ms: float,
         max_queue: int,
         max_text_chars: int,
+        batch_overhead_tokens: float = 32.0,
         truncate: bool,
         metrics: Metrics | None = None,
     ) -> None:
@@ -94,6 +95,7 @@ class EmbeddingEngine:
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
             max_queue=max_queue,
+            batch_overhead_tokens=batch_overhead_tokens,
             metrics=metrics,
         )
 

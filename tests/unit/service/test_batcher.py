@@ -232,3 +232,36 @@ def test_lone_requests_skip_the_window_and_a_busy_round_waits_for_its_clients():
     run(scenario())
     assert encode.batches[-1] == ["b0", "b1", "b2"]
     assert [len(b) for b in encode.batches[:3]] == [1, 1, 1]
+
+
+def _padded_cost(plan: list[list[int]], lengths: list[int], overhead: float) -> float:
+    return sum(overhead + len(b) * max(lengths[i] for i in b) for b in plan)
+
+
+def test_plan_minimises_padding_plus_per_pass_overhead():
+    import itertools
+    import random
+
+    rng = random.Random(0)
+    for _ in range(30):
+        lengths = [rng.randint(3, 48) for _ in range(rng.randint(1, 9))]
+        for overhead in (0.0, 8.0, 32.0, 500.0):
+            plan = plan_batches(lengths, max_batch_tokens=10_000, max_batch_size=64, batch_overhead_tokens=overhead)
+            assert sorted(i for b in plan for i in b) == list(range(len(lengths)))
+            # brute force over the cut points of the length-sorted order: the plan is optimal
+            order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+            best = min(
+                _padded_cost(
+                    [order[a:b] for a, b in zip((0, *cuts), (*cuts, len(order)), strict=True)], lengths, overhead
+                )
+                for k in range(len(order))
+                for cuts in itertools.combinations(range(1, len(order)), k)
+            )
+            assert _padded_cost(plan, lengths, overhead) == pytest.approx(best)
+
+
+def test_plan_splits_mixed_lengths_only_when_the_padding_saved_beats_the_overhead():
+    lengths = [5] * 10 + [40] * 2  # 12 texts: one batch pads ten short texts to 40 tokens
+    assert len(plan_batches(lengths, max_batch_tokens=8192, max_batch_size=64, batch_overhead_tokens=32)) == 2
+    assert len(plan_batches(lengths, max_batch_tokens=8192, max_batch_size=64, batch_overhead_tokens=1000)) == 1
+    assert plan_batches([7, 7, 7], max_batch_tokens=8192, max_batch_size=64, batch_overhead_tokens=0) == [[0, 1, 2]]
