@@ -53,7 +53,8 @@ bench-serve: setup
 	$(BIN)/python -m bench.serve_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT) \
 		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV) \
 		--flipmatch-variant "2 forward threads:FLIPMATCH_CPU_THREADS=2" \
-		--flipmatch-variant "5 ms window:FLIPMATCH_BATCHING__MAX_WAIT_MS=5"
+		--flipmatch-variant "5 ms window:FLIPMATCH_BATCHING__MAX_WAIT_MS=5" \
+		--flipmatch-variant "no length split:FLIPMATCH_BATCHING__BATCH_OVERHEAD_TOKENS=100000"
 
 ## Soak (issue 6): 10 minutes at 70% of measured saturation; fails on any error or RSS growth > 10%.
 soak: setup

@@ -21,6 +21,7 @@ import torch
 
 from bench.data import load_queries
 from service.engine.encoder import Encoder, load_encoder
+from service.engine.engine import TokenizedText
 
 logger = logging.getLogger("bench.encoder")
 
@@ -62,6 +63,20 @@ def time_encode(encode: Callable[[], np.ndarray], *, seconds: float, min_runs: i
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
+def padded_cost_table(enc: Encoder, *, seconds: float, widths: tuple[int, ...] = (8, 16, 32, 48),
+                      batches: tuple[int, ...] = (1, 8, 32)) -> list[dict[str, float]]:
+    """ms per forward pass of `count` texts all `width` tokens long (1 thread), and ms per padded token."""
+    torch.set_num_threads(1)
+    rows = []
+    for width in widths:
+        for count in batches:
+            batch = [TokenizedText(tuple([1000 + i % 50] * width), None, False) for i in range(count)]
+            ms = 1000 * time_encode(lambda batch=batch: enc.encode(batch), seconds=seconds)
+            rows.append({"width": width, "count": count, "ms": ms, "ms_per_token": ms / (width * count)})
+            logger.info("cost model %s", rows[-1])
+    return rows
 
 
 def profile_top_ops(enc: Encoder, tokens: list) -> list[dict[str, object]]:
@@ -164,6 +179,11 @@ def main() -> None:
         bucket[name] = {"texts_per_s": 256 / seconds, "padded_tokens": padded}
         logger.info("bucketing %s %s", name, bucket[name])
     results["bucketing"] = {"dtype": best.dtype, **bucket}
+    (out / "encoder.json").write_text(json.dumps(results, indent=2))
+
+    # Cost model behind the batcher's length split: forward time of uniform batches (width x count), so the
+    # per-pass overhead and the per-padded-token cost can be read off (FLIPMATCH_BATCHING__BATCH_OVERHEAD_TOKENS).
+    results["cost_model"] = padded_cost_table(best, seconds=min(1.5, args.seconds))
     (out / "encoder.json").write_text(json.dumps(results, indent=2))
 
     results["profile"] = profile_top_ops(best, tokens)
