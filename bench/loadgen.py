@@ -22,6 +22,16 @@ def _require_loopback(url: str) -> None:
         raise ValueError(f"the load generator only targets loopback, got {host}")
 
 
+async def _timed_post(http: httpx.AsyncClient, url: str, body: dict[str, object]) -> float | None:
+    """Seconds until a 200 answer; None for any other status or a transport error."""
+    t0 = time.perf_counter()
+    try:
+        ok = (await http.post(url, json=body)).status_code == 200
+    except httpx.HTTPError:
+        return None
+    return time.perf_counter() - t0 if ok else None
+
+
 async def run_level(system: str, url: str, body_for: Body, *, concurrency: int, requests: int, max_seconds: float,
                     headers: dict[str, str] | None = None, warmup: int = 4) -> LevelResult:
     """Closed loop: each client sends its next request when the previous one is answered."""
@@ -39,16 +49,11 @@ async def run_level(system: str, url: str, body_for: Body, *, concurrency: int, 
         async def client() -> None:
             nonlocal errors
             while (i := next(counter)) < requests and time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                try:
-                    response = await http.post(url, json=body_for(i))
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - t0)
-                else:
+                latency = await _timed_post(http, url, body_for(i))
+                if latency is None:
                     errors += 1
+                else:
+                    latencies.append(latency)
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -66,15 +71,11 @@ async def run_open_loop(system: str, url: str, body_for: Body, *, rate: float, r
 
         async def one(i: int) -> None:
             nonlocal errors
-            t0 = time.perf_counter()
-            try:
-                ok = (await http.post(url, json=body_for(i))).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                latencies.append(time.perf_counter() - t0)
-            else:
+            latency = await _timed_post(http, url, body_for(i))
+            if latency is None:
                 errors += 1
+            else:
+                latencies.append(latency)
 
         started = time.perf_counter()
         tasks = []

@@ -44,8 +44,8 @@ class BatchingSettings(_Section):
         1024, ge=1, description="Texts waiting for a forward pass; beyond it requests get 429 + Retry-After."
     )
 
-
     def overhead_tokens(self, device: str) -> float:
+        """batch_overhead_tokens, or the measured default for the device the encoder runs on."""
         if self.batch_overhead_tokens is not None:
             return self.batch_overhead_tokens
         return 512.0 if device == "cuda" else 32.0

@@ -127,15 +127,12 @@ def eval_cmd(
     if tasks == "training":
         from training.data.sources import load_task_data
         from training.evaluate.encoders import load_encoder
-        from training.evaluate.evaluators import evaluate_all, thresholds_from
+        from training.evaluate.evaluators import evaluate_split
         from training.teacher import TeacherScorer, load_teacher
 
         miner = TeacherScorer(load_teacher(cfg.teacher.model))  # the splits' hard negatives: base teacher
         data = load_task_data(cfg.data, miner.embed)
-        encode = load_encoder(model)
-        results = evaluate_all(encode, data.dev)
-        if split == "test":
-            results = evaluate_all(encode, data.test, thresholds_from(results))
+        results = evaluate_split(load_encoder(model), data.dev, data.test, split)
     else:
         from training.quality.suite import evaluate_encoder
 

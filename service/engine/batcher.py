@@ -41,7 +41,7 @@ def plan_batches(
     """Split item indices into batches of similar length, shortest first, at the least modelled cost.
 
     A forward pass costs about `batch_overhead_tokens + count x longest` token-times (every row is padded to the
-    batch's longest; measured on a 2-core CPU: ~18 ms + 0.62 ms per padded token for SmolLM2-15 blocks, i.e. an
+    batch's longest; measured on a 2-core CPU: ~18 ms + 0.61 ms per padded token for SmolLM2-15 blocks, i.e. an
     overhead of ~30 tokens). An exact dynamic programme over the length-sorted items picks the cut points; each
     batch keeps count x longest within `max_batch_tokens` and count within `max_batch_size`. With overhead 0 every
     distinct length gets its own batch; a large overhead gives few full batches. An item alone over the budget

@@ -91,3 +91,14 @@ def evaluate_all(
 def thresholds_from(results: dict[str, float]) -> dict[str, float]:
     """Per-set thresholds chosen on dev, to apply unchanged to test."""
     return {k.split("/")[0]: v for k, v in results.items() if k.endswith("/threshold")}
+
+
+def evaluate_split(
+    encode: EncodeFn,
+    dev: list[PairSet | RetrievalSet | NoMatchSet],
+    test: list[PairSet | RetrievalSet | NoMatchSet],
+    split: str,
+) -> dict[str, float]:
+    """The dev results, or the test results at the thresholds chosen on dev (never refitted on test)."""
+    dev_results = evaluate_all(encode, dev)
+    return dev_results if split == "dev" else evaluate_all(encode, test, thresholds_from(dev_results))

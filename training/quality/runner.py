@@ -66,20 +66,19 @@ def memoized(encode: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]],
     return encode_cached
 
 
-def _filter_drop(run_dir: Path) -> dict[str, float]:
-    """Mean fraction of gold positives / negatives the dual-threshold filter dropped (logged train steps)."""
+def _scalars(run_dir: Path) -> list[dict]:
     path = run_dir / "scalars.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _filter_drop(records: list[dict]) -> dict[str, float]:
+    """Mean fraction of gold positives / negatives the dual-threshold filter dropped (logged train steps)."""
     train = [r for r in records if r["tag"] == "train" and "drop_neg" in r]
     return {k: float(np.mean([r[k] for r in train])) for k in ("drop_pos", "drop_neg")} if train else {}
 
 
-def _dev_curve(run_dir: Path) -> list[tuple[float, int, float]]:
-    """(seconds since the first record, step, dev primary) from the run's scalars.jsonl."""
-    path = run_dir / "scalars.jsonl"
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def _dev_curve(records: list[dict]) -> list[tuple[float, int, float]]:
+    """(seconds since the first record, step, dev primary) from a run's scalars."""
     if not records:
         return []
     start = records[0]["time"]
@@ -199,7 +198,7 @@ class BenchmarkRunner:
         bf16 = use_bf16(base.optim.bf16, self.device, *hardware_bf16(self.device))
         self.prepared = prepare_teacher(base, RunDir(self.work_dir / "runs" / "teacher"), self.device, bf16)
         self.teacher_wall_s = time.time() - started
-        return memoized(self.prepared[0].embed)
+        return self.prepared[0].embed  # caches by text itself (teacher.cache_scores=true above)
 
     def _run_one(
         self, system: System, seed: int, tasks: QualityTasks, teacher_encode, scores: dict, test: bool = True
@@ -230,8 +229,8 @@ class BenchmarkRunner:
             def encode(texts):
                 return student.encode(texts, autocast_bf16=bf16)
 
-            curve = _dev_curve(Path(cfg.run.output_dir))
-            drop = _filter_drop(Path(cfg.run.output_dir))
+            records = _scalars(Path(cfg.run.output_dir))
+            curve, drop = _dev_curve(records), _filter_drop(records)
         if system.kind != "teacher":
             wall = time.time() - started
         eval_started = time.time()

@@ -4,11 +4,10 @@ teacher-student agreement when a teacher is given. Shared by `flipmatch eval` an
 from __future__ import annotations
 
 from training.config import DataConfig
+from training.data.pairs import PairSet
 from training.evaluate.encoders import load_encoder
-from training.evaluate.evaluators import evaluate_agreement, evaluate_all, thresholds_from
+from training.evaluate.evaluators import evaluate_agreement, evaluate_split
 from training.quality.tasks import TaskLimits, build_tasks
-
-BENCHMARK_TASKS = ("banking77", "mqp", "rqe", "medquad")
 
 
 def evaluate_encoder(
@@ -26,12 +25,10 @@ def evaluate_encoder(
         raise ValueError(f"split must be dev or test, not {split!r}")
     sets = build_tasks(data, limits or TaskLimits(), tasks)
     encode = load_encoder(model, device)
-    results = evaluate_all(encode, sets.dev)
-    if split == "test":
-        results = evaluate_all(encode, sets.test, thresholds_from(results))
+    results = evaluate_split(encode, sets.dev, sets.test, split)
     if teacher is not None:
         encode_teacher = load_encoder(teacher, device)
-        agreement = sets.agreement if split == "test" else [s for s in sets.dev if hasattr(s, "pairs")]
+        agreement = sets.agreement if split == "test" else [s for s in sets.dev if isinstance(s, PairSet)]
         for pairs in agreement:
             results[f"{pairs.name}/spearman_teacher"] = evaluate_agreement(encode, encode_teacher, pairs)["spearman"]
     return results
