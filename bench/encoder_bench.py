@@ -67,15 +67,18 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def padded_cost_table(enc: Encoder, *, seconds: float, widths: tuple[int, ...] = (8, 16, 32, 48),
                       batches: tuple[int, ...] = (1, 8, 32)) -> list[dict[str, float]]:
-    """ms per forward pass of `count` texts all `width` tokens long (1 thread), and ms per padded token."""
-    torch.set_num_threads(1)
+    """ms per forward pass of `count` texts all `width` tokens long, and ms per padded token, on 1 and 2 threads."""
     rows = []
-    for width in widths:
-        for count in batches:
-            batch = [TokenizedText(tuple([1000 + i % 50] * width), None, False) for i in range(count)]
-            ms = 1000 * time_encode(lambda batch=batch: enc.encode(batch), seconds=seconds)
-            rows.append({"width": width, "count": count, "ms": ms, "ms_per_token": ms / (width * count)})
-            logger.info("cost model %s", rows[-1])
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for width in widths:
+            for count in batches:
+                batch = [TokenizedText(tuple([1000 + i % 50] * width), None, False) for i in range(count)]
+                ms = 1000 * time_encode(lambda batch=batch: enc.encode(batch), seconds=seconds)
+                rows.append({"threads": threads, "width": width, "count": count, "ms": ms,
+                             "ms_per_token": ms / (width * count)})
+                logger.info("cost model %s", rows[-1])
+    torch.set_num_threads(1)
     return rows
 
 

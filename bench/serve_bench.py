@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import random
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -38,13 +39,28 @@ def machine() -> dict[str, object]:
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
-def measure_system(system: systems.System, queries: list[str], args: argparse.Namespace) -> list[LevelResult]:
+def batch_counts(system: systems.System) -> tuple[float, float] | None:
+    """(forward passes, texts) so far, from FlipMatch's /metrics batch-size histogram; None for other systems."""
+    if not system.name.startswith("flipmatch"):
+        return None
+    text = httpx.get(system.url + "/metrics", timeout=30).text
+    found = dict(re.findall(r"^flipmatch_batch_size_(count|sum) (\S+)$", text, re.MULTILINE))
+    return float(found.get("count", 0)), float(found.get("sum", 0))
+
+
+def measure_system(system: systems.System, queries: list[str], args: argparse.Namespace,
+                   batches: dict[str, float]) -> list[LevelResult]:
+    """Every load level; for FlipMatch also the mean texts per forward pass at each level (into `batches`)."""
     levels = []
     variant = system.name.startswith("flipmatch (")
     for concurrency in args.variant_concurrency if variant else args.concurrency:
+        before = batch_counts(system)
         result = asyncio.run(run_level(system.name, system.url + system.embed_path,
                                        lambda i: system.body(queries[i % len(queries)]), concurrency=concurrency,
                                        requests=args.requests, max_seconds=args.level_seconds))
+        after = batch_counts(system)
+        if before and after and after[0] > before[0]:
+            batches[f"{system.name} @ {concurrency}"] = (after[1] - before[1]) / (after[0] - before[0])
         logger.info("%s", result)
         levels.append(result)
     return levels
@@ -126,6 +142,8 @@ def main() -> None:
     levels: list[LevelResult] = []
     probe_vectors: dict[str, list[list[float]]] = {}
     notes: dict[str, str] = extra["notes"]  # type: ignore[assignment]
+    batches: dict[str, float] = {}  # "system @ concurrency" -> mean texts per forward pass (FlipMatch only)
+    extra["mean_batch_size"] = batches
 
     with tempfile.TemporaryDirectory(prefix="flipmatch-bench-") as tmp:
         tmp_path = Path(tmp)
@@ -154,7 +172,7 @@ def main() -> None:
             try:
                 with systems.running(system, log):
                     probe_vectors[system.name] = vectors(system, queries[:PARITY_TEXTS])
-                    levels += measure_system(system, queries, args)
+                    levels += measure_system(system, queries, args, batches)
                     if system.name == "flipmatch":
                         extra["corpus"] = measure_corpus(system.url, train, args, queries)
             except RuntimeError as err:
@@ -167,7 +185,7 @@ def main() -> None:
                     try:
                         with systems.running(retry, args.out / "server-infinity-compat.log"):
                             probe_vectors[retry.name] = vectors(retry, queries[:PARITY_TEXTS])
-                            levels += measure_system(retry, queries, args)
+                            levels += measure_system(retry, queries, args, batches)
                     except RuntimeError as err2:
                         notes[retry.name] = str(err2)[-1500:]
                         logger.error("%s could not be measured either: %s", retry.name, str(err2)[-1500:])
@@ -178,7 +196,8 @@ def main() -> None:
     extra["ratios_c32"] = ratios(levels, ours="flipmatch", concurrency=32)
     write_reports(args.out, levels=levels, extra=extra)
     print(markdown_table(levels))  # noqa: T201 - the command's report
-    print(json.dumps({"ratios_c32": extra["ratios_c32"], "parity": extra.get("min_cosine_vs_sentence_transformers"),
+    print(json.dumps({"ratios_c32": extra["ratios_c32"], "mean_batch_size": batches,
+                      "parity": extra.get("min_cosine_vs_sentence_transformers"),
                       "corpus": extra.get("corpus"), "notes": notes},  # noqa: T201
                      indent=2, default=str))
 
