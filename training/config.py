@@ -63,6 +63,11 @@ class StudentConfig(_Section):
         None, description="Keep only the first N blocks (readout position); None keeps all. Cuts compute too."
     )
     gradient_checkpointing: bool = False
+    prefix_cache: bool = Field(
+        True,
+        description="With lora.top_layers, compute the frozen blocks once per distinct text (bf16 cache) and run "
+        "only the adapted blocks each step. Same gradients; the frozen forward is paid once per text.",
+    )
 
 
 class LoraSection(_Section):
@@ -105,7 +110,11 @@ class OptimConfig(_Section):
     grad_clip: float = 1.0
     batch_pairs: int = Field(32, description="Pairs per step (anchors come with their pos and neg pair).")
     steps: int = 300
-    max_minutes: float | None = Field(None, description="Stop training after this wall time (minutes).")
+    max_minutes: float | None = Field(
+        None,
+        description="Time budget of the student phase (minutes). The plan is optim.steps; if the measured speed "
+        "says it would overrun, the plan shrinks so warmup and decay still complete (recorded in metrics.json).",
+    )
     bf16: Literal["auto", "on", "off"] = Field("auto", description="bf16 autocast when the hardware supports it.")
 
 

@@ -4,8 +4,8 @@ similarities -> losses -> backward -> clip -> step -> schedule -> log -> evaluat
 from __future__ import annotations
 
 import logging
-import math
 import os
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +20,17 @@ from training.data.batches import UnitSampler, label_matrix
 from training.data.pairs import TaskData
 from training.data.sources import load_task_data
 from training.evaluate.evaluators import evaluate_all, thresholds_from
-from training.hardware import choose_device, hardware_bf16, use_bf16
+from training.hardware import choose_device, resolve_bf16
 from training.losses.combined import FlipLoss
+from training.prefix_cache import PrefixCache
 from training.runs import RunDir, set_seed
+from training.schedule import StepPlan, make_scheduler
 from training.student import StudentEncoder, load_student
 from training.teacher import TeacherScorer, finetune_teacher, load_teacher
 
 logger = logging.getLogger(__name__)
+
+REPLAN_EVERY = 10  # steps between checks that the plan still fits the budget
 
 
 @dataclass
@@ -35,6 +39,7 @@ class DistillResult:
     student: StudentEncoder
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> metrics
     thresholds: dict[str, float] = field(default_factory=dict)
+    training: dict = field(default_factory=dict)  # schedule, precision, throughput (metrics.json "training")
 
 
 def _world() -> tuple[int, int]:
@@ -55,27 +60,12 @@ def _sync_gradients(params: list[nn.Parameter], world: int) -> None:
             p.grad /= world
 
 
-def _schedule(optimizer: torch.optim.Optimizer, steps: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
-    warm = max(1, int(steps * warmup))
-
-    def factor(step: int) -> float:  # linear warmup, cosine decay to 10%
-        if step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, steps - warm))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def _embed_batch(student: StudentEncoder, texts: list[str], device: str, chunk: int = 32) -> torch.Tensor:
     """Forward each distinct text once (an anchor appears in its positive and its negative pair), in
     length-sorted chunks (less padding), then scatter back to batch order. (N, r)"""
     unique = list(dict.fromkeys(texts))
     order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
-    parts = [
-        student(**student.tokenize([unique[i] for i in order[s : s + chunk]], device))
-        for s in range(0, len(unique), chunk)
-    ]
+    parts = [student.forward_texts([unique[i] for i in order[s : s + chunk]], device) for s in range(0, len(unique), chunk)]
     by_length = torch.cat(parts)  # rows in `order`
     position = {index: row for row, index in enumerate(order)}
     lookup = {text: position[i] for i, text in enumerate(unique)}
@@ -105,25 +95,70 @@ def prepare_teacher(
     return scorer, data, report
 
 
+PROBE_TEXTS = [
+    "How do I activate my new card?",
+    "My card still has not arrived after two weeks, what should I do?",
+    "Is it safe to take ibuprofen with alcohol?",
+    "What is the exchange rate for euros today?",
+] * 8
+
+
+def _probe_step(student: StudentEncoder, device: str):
+    """One forward+backward on fixed texts, for the bf16-vs-fp32 measurement (no optimizer step)."""
+
+    def step(bf16: bool) -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            out = student(**student.tokenize(PROBE_TEXTS, device))
+        out.float().pow(2).mean().backward()
+        student.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _attach_prefix(student: StudentEncoder, cfg: TrainConfig, bf16: bool) -> PrefixCache | None:
+    """Cache the frozen blocks' output when LoRA sits on the top blocks only (student.prefix_cache)."""
+    top = cfg.lora.top_layers
+    if not cfg.student.prefix_cache or top is None or top >= student.num_blocks:
+        return None
+    student.prefix = PrefixCache.shared(student, student.num_blocks - top, autocast_bf16=bf16)
+    return student.prefix
+
+
+def _agreed(value: float, world: int) -> float:
+    """The slowest rank's figure, so every rank plans the same schedule."""
+    if world == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
 def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | None = None) -> DistillResult:
     """prepared: prepare_teacher's result, shared by runs that differ only in loss, optim or run settings
     (the quality benchmark): skips re-mining the data and re-scoring the teacher."""
     rank, world = _world()
-    set_seed(cfg.run.seed + rank * 0)  # same seed on every rank: identical LoRA init
+    set_seed(cfg.run.seed)  # same seed on every rank: identical LoRA init
     run = RunDir(cfg.run.output_dir)
     run.save_config(cfg)
     device = choose_device(cfg.run.device, torch.cuda.is_available())
-    bf16 = use_bf16(cfg.optim.bf16, device, *hardware_bf16(device))
+    student = load_student(cfg.student, cfg.lora, device)
+    with torch.random.fork_rng(devices=[]):  # the probe's dropout must not shift the run's random stream
+        bf16, precision = resolve_bf16(cfg.optim.bf16, device, _probe_step(student, device))
+    logger.info("precision: %s (%s)", "bf16 autocast" if bf16 else "fp32", precision)
     scorer, data, report = prepared or prepare_teacher(cfg, run, device, bf16)
     report = dict(report)
-    student = load_student(cfg.student, cfg.lora, device)
+    phase_started = time.perf_counter()
+    prefix = _attach_prefix(student, cfg, bf16)
 
     def encode(texts: list[str]):
         return student.encode(texts, autocast_bf16=bf16)
 
+    eval_s = 0.0
     if cfg.run.full_report:
         student.use_readout = False  # zero-shot: the untouched LM's pooled hidden states (LoRA B is still 0)
+        started = time.perf_counter()
         report["zero_shot"] = evaluate_all(encode, data.dev)
+        eval_s = time.perf_counter() - started  # first estimate of an in-loop evaluation's cost
         student.use_readout = True
     for stage in ("teacher_base", "teacher", "zero_shot"):
         if stage in report:
@@ -131,21 +166,28 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
 
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    scheduler = _schedule(optimizer, cfg.optim.steps, cfg.optim.warmup)
+    plan = StepPlan.create(cfg.optim.steps, cfg.optim.max_minutes)
+    scheduler = make_scheduler(optimizer, plan, cfg.optim.warmup)
     loss_fn = FlipLoss(cfg.loss)
     order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed
     sampler = UnitSampler(data.train, cfg.optim.batch_pairs, order_seed, rank, world)
     step, best = 0, float("-inf")
     if cfg.run.resume and run.checkpoint.exists():
-        step, best = run.load_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler)
-        logger.info("resumed from step %d (best dev %.4f)", step, best)
+        step, best, extra = run.load_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler)
+        plan.planned = min(plan.planned, int(extra.get("planned_steps", plan.planned)))
+        logger.info("resumed from step %d of %d (best dev %.4f)", step, plan.planned, best)
     if rank == 0 and not run.best.exists():
         run.save_best(student)  # so a run stopped before its first evaluation still exports
+    if prefix is not None:  # the frozen blocks run once per distinct text this run will see
+        added = prefix.fill([t for s in range(step, plan.planned) for p in sampler.batch(s) for t in (p.text_a, p.text_b)])
+        logger.info("prefix cache: %d new texts (%d cached, %.0f MB) in %.1fs", added, len(prefix),
+                    prefix.nbytes / 2**20, prefix.seconds_filling)
 
-    started, texts_seen = time.time(), 0
-    bar = tqdm(total=cfg.optim.steps, initial=step, disable=rank != 0, desc="distill")
+    texts_seen, step_times, first_step = 0, [], step
+    bar = tqdm(total=plan.planned, initial=step, disable=rank != 0, desc="distill")
     student.train()
-    while step < cfg.optim.steps:
+    while step < plan.planned:
+        step_started = time.perf_counter()
         pairs = sampler.batch(step)
         texts_a, texts_b = [p.text_a for p in pairs], [p.text_b for p in pairs]
         labels = label_matrix(pairs).to(device)  # (B, B)
@@ -163,35 +205,55 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
         optimizer.zero_grad(set_to_none=True)
         step += 1
         texts_seen += 2 * len(pairs)
+        step_times.append(time.perf_counter() - step_started)
 
         logged = {k: float(v.detach()) for k, v in parts.items()}
-        logged.update(lr=scheduler.get_last_lr()[0], texts_per_s=texts_seen / (time.time() - started))
+        logged.update(lr=scheduler.get_last_lr()[0], texts_per_s=2 * len(pairs) / step_times[-1])
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items() if k in ("total", "sup", "dist", "mcl", "lr")})
         if rank == 0 and step % cfg.run.log_every == 0:
             run.log_scalars(step, logged)
-            logger.info("step %d %s", step, _fmt(logged))
-        out_of_time = bool(cfg.optim.max_minutes) and time.time() - started > cfg.optim.max_minutes * 60
-        if rank == 0 and (step % cfg.run.eval_every == 0 or step == cfg.optim.steps or out_of_time):
+            logger.info("step %d/%d %s", step, plan.planned, _fmt(logged))
+        if rank == 0 and (step % cfg.run.eval_every == 0 or step == plan.planned):
+            started = time.perf_counter()
             dev = evaluate_all(encode, data.dev)
+            eval_s = time.perf_counter() - started
             run.log_scalars(step, dev, tag="dev")
             logger.info("dev step %d %s", step, _fmt(dev))
             if dev["primary"] > best:
                 best = dev["primary"]
                 run.save_best(student)
             student.train()
+        if (step - first_step) % REPLAN_EVERY == 0:  # on every rank alike: the same plan everywhere
+            step_s = _agreed(statistics.median(step_times[-REPLAN_EVERY:]), world)
+            elapsed = _agreed(time.perf_counter() - phase_started, world)
+            evals_left = (plan.planned - step) // cfg.run.eval_every + 1
+            if plan.fit(step, elapsed, step_s, evals_left, _agreed(eval_s, world)):
+                bar.total = plan.planned
         if rank == 0 and step % cfg.run.checkpoint_every == 0:
-            run.save_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler, step=step, best=best)
+            run.save_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler, step=step, best=best,
+                                extra={"planned_steps": plan.planned})
         if cfg.run.stop_at_step is not None and step >= cfg.run.stop_at_step:
             logger.info("stopping at step %d (run.stop_at_step); resume with the same output_dir", step)
-            break
-        if out_of_time:
-            logger.warning("stopping at step %d: optim.max_minutes=%s reached", step, cfg.optim.max_minutes)
             break
     bar.close()
     if world > 1:
         dist.barrier()
-    result = DistillResult(run.path, student)
+    student.prefix = None  # final reports run the full model, as exported
+    training = {
+        "schedule": plan.record(step),
+        "precision": {"bf16": bf16, **precision},
+        "throughput": {
+            "train_texts_per_s": texts_seen / max(1e-9, sum(step_times)),
+            "median_step_s": statistics.median(step_times) if step_times else None,
+            "prefix_cache_texts": len(prefix) if prefix else 0,
+            "prefix_cache_fill_s": prefix.seconds_filling if prefix else 0.0,
+            "student_phase_s": time.perf_counter() - phase_started,
+        },
+    }
+    if not training["schedule"]["schedule_completed"]:
+        logger.warning("schedule not completed: step %d of %d", step, plan.planned)
+    result = DistillResult(run.path, student, training=training)
     if rank != 0:
         return result
     run.load_best(student)
@@ -200,7 +262,7 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     if cfg.run.full_report:
         report.update(_test_report(student, encode, scorer, data, report, thresholds))
     scorer.save_cache()
-    run.write_json("metrics.json", report)
+    run.write_json("metrics.json", {**report, "training": training})
     result.metrics, result.thresholds = report, thresholds
     return result
 

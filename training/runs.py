@@ -53,20 +53,23 @@ class RunDir:
         tmp.write_text(json.dumps(payload, indent=2, default=str))
         tmp.replace(self.path / name)
 
-    def save_checkpoint(self, *, model: nn.Module, optimizer, scheduler, step: int, best: float) -> None:
+    def save_checkpoint(
+        self, *, model: nn.Module, optimizer, scheduler, step: int, best: float, extra: dict | None = None
+    ) -> None:
         state = {
             "lora": trainable_state(model),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "step": step,
             "best": best,
+            "extra": extra or {},
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
         }
         tmp = self.checkpoint.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(self.checkpoint)  # a crash mid-save leaves the previous checkpoint intact
 
-    def load_checkpoint(self, *, model: nn.Module, optimizer, scheduler) -> tuple[int, float]:
+    def load_checkpoint(self, *, model: nn.Module, optimizer, scheduler) -> tuple[int, float, dict]:
         state = torch.load(self.checkpoint, weights_only=False)
         model.load_state_dict(state["lora"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
@@ -74,7 +77,7 @@ class RunDir:
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])
-        return int(state["step"]), float(state["best"])
+        return int(state["step"]), float(state["best"]), dict(state.get("extra", {}))
 
     def save_best(self, model: nn.Module) -> None:
         tmp = self.best.with_suffix(".tmp")

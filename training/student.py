@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -82,6 +84,7 @@ class StudentEncoder(nn.Module):
         self.pooling = pooling
         self.max_seq_length = max_seq_length
         self.use_readout = True
+        self.prefix = None  # a PrefixCache: forward passes then start at its depth (training and dev evals)
 
     @property
     def backbone(self) -> nn.Module:
@@ -98,12 +101,47 @@ class StudentEncoder(nn.Module):
         )
         return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = pool(hidden, attention_mask, self.pooling)  # (B, H)
+    @property
+    def num_blocks(self) -> int:
+        return len(self.backbone.layers)
+
+    def run_blocks(
+        self,
+        start: int,
+        stop: int,
+        *,
+        inputs: torch.Tensor | None = None,
+        embeds: torch.Tensor | None = None,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Blocks [start, stop) from token ids (start must be 0) or from the hidden states entering `start`.
+        The model's own forward does the work (rotary, causal mask, sliding windows), over a slice of its blocks;
+        the final norm applies only when `stop` is the last block. (B, T, H)"""
+        if (inputs is None) == (embeds is None) or (inputs is not None and start != 0):
+            raise ValueError("run_blocks takes token ids from block 0, or hidden states from any block")
+        with _block_slice(self.backbone, start, stop, final_norm=stop == self.num_blocks):
+            out = self.backbone(input_ids=inputs, inputs_embeds=embeds, attention_mask=mask, use_cache=False)
+            return out.last_hidden_state
+
+    def head(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Final hidden states -> pooled (B, H), or the readout's A projection (B, r)."""
+        pooled = pool(hidden, attention_mask, self.pooling)
         if not self.use_readout:
             return pooled.float()
-        return self.readout(pooled.to(self.readout.weight.dtype)).float()  # (B, r)
+        return self.readout(pooled.to(self.readout.weight.dtype)).float()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        return self.head(hidden, attention_mask)
+
+    def forward_texts(self, texts: list[str], device: torch.device | str) -> torch.Tensor:
+        """Embed texts, starting from the prefix cache when one is attached. (N, r) in input order."""
+        if self.prefix is None:
+            return self(**self.tokenize(texts, device))
+        hidden, mask = self.prefix.batch(texts, device)
+        hidden = hidden.to(self.readout.weight.dtype)
+        top = self.run_blocks(self.prefix.depth, self.num_blocks, embeds=hidden, mask=mask)
+        return self.head(top, mask)
 
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 64, autocast_bf16: bool = False) -> np.ndarray:
@@ -117,7 +155,7 @@ class StudentEncoder(nn.Module):
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
-                vecs = self(**self.tokenize([texts[i] for i in idx], device))
+                vecs = self.forward_texts([texts[i] for i in idx], device)
             chunks.append(nn.functional.normalize(vecs.float(), dim=-1).cpu().numpy())
         if chunks:
             stacked = np.concatenate(chunks)
@@ -125,6 +163,26 @@ class StudentEncoder(nn.Module):
             out[order] = stacked
         self.train(was_training)
         return out
+
+
+@contextmanager
+def _block_slice(backbone: nn.Module, start: int, stop: int, final_norm: bool) -> Iterator[None]:
+    """Temporarily make the backbone's forward run blocks [start, stop) only (and skip the final norm unless
+    asked): HF decoders loop over `self.layers[: config.num_hidden_layers]`."""
+    layers, config, norm = backbone.layers, backbone.config, backbone.norm
+    count, types = config.num_hidden_layers, getattr(config, "layer_types", None)
+    backbone.layers = layers[start:stop]
+    config.num_hidden_layers = stop - start
+    if types:
+        config.layer_types = types[start:stop]
+    if not final_norm:
+        backbone.norm = nn.Identity()
+    try:
+        yield
+    finally:
+        backbone.layers, backbone.norm, config.num_hidden_layers = layers, norm, count
+        if types:
+            config.layer_types = types
 
 
 def truncate_layers(causal_lm: nn.Module, num_layers: int) -> None:

@@ -82,7 +82,7 @@ def finetune_teacher(
 
 
 class TeacherScorer:
-    """Teacher cosine similarities for a batch, from raw text. Vectors optionally cached on disk by text hash."""
+    """Teacher cosine similarities for a batch, from raw text. Vectors memoised by text hash (optionally on disk)."""
 
     def __init__(self, model: SentenceTransformer, cache_path: Path | None = None):
         self.model = model
@@ -97,11 +97,8 @@ class TeacherScorer:
         return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """(N, D) L2-normalised float32."""
-        if self.cache_path is None:
-            unique = list(dict.fromkeys(texts))
-            vectors = dict(zip(unique, self._encode(unique), strict=True))
-            return np.stack([vectors[t] for t in texts])
+        """(N, D) L2-normalised float32. Memoised by text in memory (training batches revisit their texts every
+        epoch); also on disk when a cache path is set."""
         missing = list({t for t in texts if self._key(t) not in self._cache})
         if missing:
             for text, vec in zip(missing, self._encode(missing), strict=True):

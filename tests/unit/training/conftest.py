@@ -18,3 +18,9 @@ def tiny_teacher_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
     return build_tiny_data(tmp_path_factory.mktemp("tiny_data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_student4_dir(tmp_path_factory):
+    """4 blocks: room for a frozen prefix below LoRA on the top blocks."""
+    return build_tiny_student(tmp_path_factory.mktemp("tiny_student4"), num_layers=4)
