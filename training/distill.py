@@ -65,7 +65,9 @@ def _embed_batch(student: StudentEncoder, texts: list[str], device: str, chunk: 
     length-sorted chunks (less padding), then scatter back to batch order. (N, r)"""
     unique = list(dict.fromkeys(texts))
     order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
-    parts = [student.forward_texts([unique[i] for i in order[s : s + chunk]], device) for s in range(0, len(unique), chunk)]
+    parts = [
+        student.forward_texts([unique[i] for i in order[s : s + chunk]], device) for s in range(0, len(unique), chunk)
+    ]
     by_length = torch.cat(parts)  # rows in `order`
     position = {index: row for row, index in enumerate(order)}
     lookup = {text: position[i] for i, text in enumerate(unique)}
@@ -93,6 +95,22 @@ def prepare_teacher(
     scorer = TeacherScorer(teacher, cache)
     report["teacher"] = evaluate_all(scorer.embed, data.dev)
     return scorer, data, report
+
+
+def forward_backward(
+    student: StudentEncoder, scorer: TeacherScorer, loss_fn: FlipLoss, pairs: list, device: str, bf16: bool
+) -> dict[str, torch.Tensor]:
+    """One step's signal: teacher (B, B) similarities, student (B, B) similarities, losses, backward."""
+    texts_a, texts_b = [p.text_a for p in pairs], [p.text_b for p in pairs]
+    labels = label_matrix(pairs).to(device)  # (B, B)
+    sim_teacher = scorer.similarity(texts_a, texts_b).to(device)  # (B, B), no grad
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        emb = _embed_batch(student, texts_a + texts_b, device)  # (2B, r)
+    emb = nn.functional.normalize(emb.float(), dim=-1)
+    sim_student = emb[: len(pairs)] @ emb[len(pairs) :].T  # (B, B)
+    parts = loss_fn(sim_student, sim_teacher, labels)
+    parts["total"].backward()
+    return parts
 
 
 PROBE_TEXTS = [
@@ -179,9 +197,16 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     if rank == 0 and not run.best.exists():
         run.save_best(student)  # so a run stopped before its first evaluation still exports
     if prefix is not None:  # the frozen blocks run once per distinct text this run will see
-        added = prefix.fill([t for s in range(step, plan.planned) for p in sampler.batch(s) for t in (p.text_a, p.text_b)])
-        logger.info("prefix cache: %d new texts (%d cached, %.0f MB) in %.1fs", added, len(prefix),
-                    prefix.nbytes / 2**20, prefix.seconds_filling)
+        added = prefix.fill(
+            [t for s in range(step, plan.planned) for p in sampler.batch(s) for t in (p.text_a, p.text_b)]
+        )
+        logger.info(
+            "prefix cache: %d new texts (%d cached, %.0f MB) in %.1fs",
+            added,
+            len(prefix),
+            prefix.nbytes / 2**20,
+            prefix.seconds_filling,
+        )
 
     texts_seen, step_times, first_step = 0, [], step
     bar = tqdm(total=plan.planned, initial=step, disable=rank != 0, desc="distill")
@@ -189,15 +214,7 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     while step < plan.planned:
         step_started = time.perf_counter()
         pairs = sampler.batch(step)
-        texts_a, texts_b = [p.text_a for p in pairs], [p.text_b for p in pairs]
-        labels = label_matrix(pairs).to(device)  # (B, B)
-        sim_teacher = scorer.similarity(texts_a, texts_b).to(device)  # (B, B), no grad
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            emb = _embed_batch(student, texts_a + texts_b, device)  # (2B, r)
-        emb = nn.functional.normalize(emb.float(), dim=-1)
-        sim_student = emb[: len(pairs)] @ emb[len(pairs) :].T  # (B, B)
-        parts = loss_fn(sim_student, sim_teacher, labels)
-        parts["total"].backward()
+        parts = forward_backward(student, scorer, loss_fn, pairs, device, bf16)
         _sync_gradients(params, world)
         torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         optimizer.step()
@@ -231,8 +248,14 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
             if plan.fit(step, elapsed, step_s, evals_left, _agreed(eval_s, world)):
                 bar.total = plan.planned
         if rank == 0 and step % cfg.run.checkpoint_every == 0:
-            run.save_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler, step=step, best=best,
-                                extra={"planned_steps": plan.planned})
+            run.save_checkpoint(
+                model=student,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                step=step,
+                best=best,
+                extra={"planned_steps": plan.planned},
+            )
         if cfg.run.stop_at_step is not None and step >= cfg.run.stop_at_step:
             logger.info("stopping at step %d (run.stop_at_step); resume with the same output_dir", step)
             break

@@ -51,7 +51,11 @@ class StepPlan:
         logger.warning(
             "step plan %d -> %d: %.2f s/step would overrun optim.max_minutes=%.1f; the schedule is resized so "
             "warmup and decay still complete (a faster machine trains the configured %d steps)",
-            self.planned, new, step_s, self.budget_s / 60, self.configured,
+            self.planned,
+            new,
+            step_s,
+            self.budget_s / 60,
+            self.configured,
         )
         self.planned, self.resized_at = new, step
         return True
@@ -66,6 +70,8 @@ class StepPlan:
         }
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, plan: StepPlan, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, plan: StepPlan, warmup: float
+) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR that reads the plan on every step, so a resized plan reshapes the rest of the schedule."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, plan.planned, warmup))

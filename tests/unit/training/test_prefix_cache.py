@@ -79,8 +79,9 @@ def test_shared_cache_is_reused_for_the_same_base_and_depth(student):
 
 
 def test_run_blocks_restores_the_model(student):
-    hidden = student.run_blocks(0, 2, inputs=student.tokenize(TEXTS, "cpu")["input_ids"],
-                                mask=student.tokenize(TEXTS, "cpu")["attention_mask"])
+    hidden = student.run_blocks(
+        0, 2, inputs=student.tokenize(TEXTS, "cpu")["input_ids"], mask=student.tokenize(TEXTS, "cpu")["attention_mask"]
+    )
     assert hidden.shape[-1] == 64
     assert student.num_blocks == 4 and student.backbone.config.num_hidden_layers == 4
     assert not isinstance(student.backbone.norm, torch.nn.Identity)
