@@ -28,6 +28,7 @@ from training.data.sources import load_task_data
 from training.distill import _attach_prefix, forward_backward
 from training.hardware import hardware_bf16, use_bf16
 from training.losses.combined import FlipLoss
+from training.prefix_cache import PrefixCache
 from training.student import load_student
 from training.teacher import TeacherScorer, load_teacher
 
@@ -81,6 +82,8 @@ def run(variants: list[Variant], steps: int, rounds: int, device: str = "cpu") -
         student = load_student(v.cfg.student, v.cfg.lora, device)
         bf16 = use_bf16(v.cfg.optim.bf16, device, *hardware_bf16(device))  # flags: same precision for all rows
         prefix = None if v.old_loop else _attach_prefix(student, v.cfg, bf16)
+        if prefix is not None:  # a cache of its own: each variant pays (and reports) its one-off fill
+            prefix = student.prefix = PrefixCache(student, prefix.depth, autocast_bf16=bf16)
         sampler = UnitSampler(data.train, v.cfg.optim.batch_pairs, v.cfg.data.seed)
         if prefix is not None:
             started = time.perf_counter()

@@ -101,6 +101,13 @@ class LossConfig(_Section):
     )
     filter_pos_threshold: float = Field(0.5, description="tau_pos: drop positives the teacher scores below.")
     filter_neg_threshold: float = Field(0.5, description="tau_neg: drop negatives the teacher scores above.")
+    filter_calibration: Literal["fixed", "teacher_dev"] = Field(
+        "fixed",
+        description="fixed: tau_pos/tau_neg as set (the paper's 0.5). teacher_dev: on the teacher's own scale, "
+        "tau_pos = t* - filter_band and tau_neg = t* + filter_band, t* = the teacher's F1-optimal dev threshold "
+        "(mean over the dev pair sets): raw MiniLM cosine is not a probability, so 0.5 drops most hard negatives.",
+    )
+    filter_band: float = Field(0.1, description="Half-width of the teacher_dev band around t*.")
 
 
 class OptimConfig(_Section):

@@ -22,6 +22,7 @@ from training.data.sources import load_task_data
 from training.evaluate.evaluators import evaluate_all, thresholds_from
 from training.hardware import choose_device, resolve_bf16
 from training.losses.combined import FlipLoss
+from training.losses.filter import calibrated_thresholds
 from training.prefix_cache import PrefixCache
 from training.runs import RunDir, set_seed
 from training.schedule import StepPlan, make_scheduler
@@ -142,6 +143,27 @@ def _attach_prefix(student: StudentEncoder, cfg: TrainConfig, bf16: bool) -> Pre
     return student.prefix
 
 
+def _filter_thresholds(cfg: TrainConfig, report: dict) -> tuple[TrainConfig, dict]:
+    """The dual-threshold filter's (tau_pos, tau_neg): as configured, or read off the teacher's dev scale."""
+    loss = cfg.loss
+    record = {
+        "calibration": loss.filter_calibration,
+        "tau_pos": loss.filter_pos_threshold,
+        "tau_neg": loss.filter_neg_threshold,
+    }
+    if loss.filter_calibration != "teacher_dev":
+        return cfg, record
+    teacher = thresholds_from(report.get("teacher", {}))
+    taus = calibrated_thresholds(teacher, loss.filter_band)
+    if taus is None:
+        logger.warning("loss.filter_calibration=teacher_dev: no teacher dev pair set; keeping tau=%s", record)
+        return cfg, record
+    cfg = cfg.model_copy(deep=True)
+    cfg.loss.filter_pos_threshold, cfg.loss.filter_neg_threshold = taus
+    logger.info("filter calibrated on the teacher's dev thresholds %s: tau_pos=%.3f tau_neg=%.3f", teacher, *taus)
+    return cfg, {**record, "tau_pos": taus[0], "tau_neg": taus[1], "teacher_dev_thresholds": teacher}
+
+
 def _agreed(value: float, world: int) -> float:
     """The slowest rank's figure, so every rank plans the same schedule."""
     if world == 1:
@@ -165,6 +187,7 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     logger.info("precision: %s (%s)", "bf16 autocast" if bf16 else "fp32", precision)
     scorer, data, report = prepared or prepare_teacher(cfg, run, device, bf16)
     report = dict(report)
+    cfg, filter_record = _filter_thresholds(cfg, report)
     phase_started = time.perf_counter()
     prefix = _attach_prefix(student, cfg, bf16)
 
@@ -266,6 +289,7 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     training = {
         "schedule": plan.record(step),
         "precision": {"bf16": bf16, **precision},
+        "filter": filter_record,
         "throughput": {
             "train_texts_per_s": texts_seen / max(1e-9, sum(step_times)),
             "median_step_s": statistics.median(step_times) if step_times else None,

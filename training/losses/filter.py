@@ -24,3 +24,13 @@ def drop_rate(keep: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         "drop_pos": float((positive & ~keep).sum().item() / pos_n) if pos_n else 0.0,
         "drop_neg": float((~positive & ~keep).sum().item() / neg_n) if neg_n else 0.0,
     }
+
+
+def calibrated_thresholds(teacher_thresholds: dict[str, float], band: float) -> tuple[float, float] | None:
+    """(tau_pos, tau_neg) around the teacher's F1-optimal dev threshold t* (mean over its dev pair sets): a
+    positive is contradicted when the teacher puts it clearly below its own decision point, a negative when
+    clearly above. None when the teacher has no dev pair set to read t* from."""
+    if not teacher_thresholds:
+        return None
+    center = sum(teacher_thresholds.values()) / len(teacher_thresholds)
+    return center - band, center + band

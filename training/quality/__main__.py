@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--split", choices=["dev", "test"], default="dev")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--teacher", help="also report Spearman agreement with this encoder (same spec forms)")
+    tn = sub.add_parser("tune", help="train variants on one shared teacher, dev only; append to docs/tuning.json")
+    tn.add_argument("--config", default=DEFAULT_CONFIG)
+    tn.add_argument("--variant", action="append", required=True, help="name:key=value;key=value")
+    tn.add_argument("--set", dest="common", action="append", default=[], help="override for every variant")
+    tn.add_argument("--seeds", default="42", help="comma-separated run seeds")
+    tn.add_argument("--work-dir", default="runs/tune")
+    tn.add_argument("--log", default="docs/tuning.json")
     sub.add_parser("report", help="re-render the report from <work-dir>/results.json").add_argument(
         "--work-dir", default="runs/quality"
     )
@@ -54,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, [f"data.data_dir={args.data_dir}"] if args.data_dir else [])
         out = evaluate_encoder(args.model, cfg.data, args.tasks.split(","), args.split, args.teacher, args.device)
         print(json.dumps(out, indent=2))
+        return 0
+    if args.command == "tune":
+        from training.quality.tuning import tune
+
+        seeds = [int(s) for s in args.seeds.split(",")]
+        tune(args.config, args.variant, args.common, seeds, Path(args.work_dir), Path(args.log))
         return 0
     if args.command == "report":
         results = json.loads((Path(args.work_dir) / "results.json").read_text())

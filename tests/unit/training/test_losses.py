@@ -145,3 +145,21 @@ def test_filter_scope_labelled_keeps_in_batch_pairs():
     assert labelled["drop_neg"].item() == 0.0 and labelled["drop_pos"].item() == 0.5  # (1,1) scored 0.2
     assert everything["drop_neg"].item() == 1.0
     assert labelled["sup"].item() != everything["sup"].item()
+
+
+def test_filter_calibrated_on_the_teacher_scale():
+    from training.config import TrainConfig
+    from training.distill import _filter_thresholds
+    from training.losses.filter import calibrated_thresholds
+
+    assert calibrated_thresholds({"mqp": 0.7, "rqe": 0.8}, 0.1) == pytest.approx((0.65, 0.85))
+    assert calibrated_thresholds({}, 0.1) is None
+    report = {"teacher": {"mqp/threshold": 0.73, "mqp/f1": 0.8}}
+    fixed, record = _filter_thresholds(TrainConfig(), report)
+    assert (fixed.loss.filter_pos_threshold, record["calibration"]) == (0.5, "fixed")
+    cfg = TrainConfig.model_validate({"loss": {"filter_calibration": "teacher_dev", "filter_band": 0.05}})
+    calibrated, record = _filter_thresholds(cfg, report)
+    assert calibrated.loss.filter_pos_threshold == pytest.approx(0.68)
+    assert calibrated.loss.filter_neg_threshold == pytest.approx(0.78)
+    assert cfg.loss.filter_pos_threshold == 0.5  # the caller's config is not mutated
+    assert record["teacher_dev_thresholds"] == {"mqp": 0.73}
