@@ -62,6 +62,13 @@ def distill(
     set_: SetOpt = None,
     output: Annotated[Path, typer.Option(help="Where to export the merged encoder.")] = Path(DEFAULT_ARTIFACT),
     export: Annotated[bool, typer.Option(help="Export after training.")] = True,
+    record: Annotated[
+        str | None,
+        typer.Option(
+            help="Write this run's test metrics, time and schedule into docs/results.json under this "
+            "key (default_run, long_run) and re-render the README's preset table."
+        ),
+    ] = None,
 ) -> None:
     """Teacher fine-tune -> flipped distillation -> evaluation -> export (with parity check)."""
     _setup_logging()
@@ -76,7 +83,19 @@ def distill(
         _export(result, cfg, output)
     _print_table(result.metrics, ["teacher", "zero_shot", "distilled"], title="dev")
     _print_table(result.metrics, ["test_teacher", "test_zero_shot", "test_distilled"], title="test")
-    typer.echo(f"total wall time {time.time() - started:.0f}s; run folder {result.run_dir}")
+    wall = time.time() - started
+    schedule = result.training["schedule"]
+    typer.echo(
+        f"total wall time {wall:.0f}s; steps run {schedule['steps_run']} of planned {schedule['planned']} "
+        f"(configured {schedule['configured']}; schedule completed: {schedule['schedule_completed']}); "
+        f"run folder {result.run_dir}"
+    )
+    if record:
+        from training.records import run_record, save_record
+
+        command = "flipmatch " + " ".join(sys.argv[1:])
+        save_record(record, run_record(result.metrics, result.training, wall, command, cfg.model_dump()))
+        typer.echo(f"recorded as {record} in docs/results.json; README preset table re-rendered")
 
 
 @app.command("export")
@@ -97,7 +116,8 @@ def export_cmd(
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
     from training.evaluate.evaluators import thresholds_from
 
-    result = DistillResult(run_dir, student, metrics, thresholds_from(metrics.get("distilled", {})))
+    training = metrics.pop("training", {})
+    result = DistillResult(run_dir, student, metrics, thresholds_from(metrics.get("distilled", {})), training)
     _export(result, cfg, output)
 
 
@@ -193,6 +213,7 @@ def _export(result, cfg, output: Path) -> None:
         "thresholds": result.thresholds,
         "metrics": metrics,
         "training_config": cfg.model_dump(),
+        "training": result.training,
     }
     card = model_card(
         student_id=cfg.student.model,
@@ -200,6 +221,7 @@ def _export(result, cfg, output: Path) -> None:
         metrics=metrics,
         threshold=threshold,
         config=cfg.model_dump(),
+        training=result.training,
     )
     path = export_student(result.student, output, manifest=manifest, model_card=card)
     typer.echo(f"exported {path} (parity check passed)")

@@ -125,10 +125,28 @@ def check_parity(folder: str | Path, texts: list[str], reference: np.ndarray) ->
     return worst
 
 
-def model_card(*, student_id: str, teacher_id: str, metrics: dict[str, Any], threshold: float, config: dict) -> str:
+def model_card(
+    *,
+    student_id: str,
+    teacher_id: str,
+    metrics: dict[str, Any],
+    threshold: float,
+    config: dict,
+    training: dict | None = None,
+) -> str:
     import yaml
 
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items()) if isinstance(v, float))
+    schedule = (training or {}).get("schedule")
+    precision = (training or {}).get("precision", {})
+    trained = (
+        f"Trained {schedule['steps_run']} steps of a planned {schedule['planned']} (configured "
+        f"{schedule['configured']}); schedule completed: {'yes' if schedule['schedule_completed'] else 'no'}"
+        f"{' (resized to fit optim.max_minutes)' if schedule['resized'] else ''}; precision: "
+        f"{'bf16 autocast' if precision.get('bf16') else 'fp32'} ({precision.get('decided_by', 'n/a')})."
+        if schedule
+        else "Training schedule: not recorded."
+    )
     return f"""---
 library_name: sentence-transformers
 pipeline_tag: sentence-similarity
@@ -149,6 +167,8 @@ vectors = model.encode(["How do I activate my card?"])
 ```
 
 **Match threshold** (F1-optimal cosine on the dev pairs): `{threshold:.4f}`
+
+**Training:** {trained}
 
 ## Metrics
 

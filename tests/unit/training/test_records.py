@@ -1,0 +1,36 @@
+"""Preset records: a run's numbers go into results.json and the README table is rendered from them."""
+
+from __future__ import annotations
+
+import json
+
+from training.records import END, START, run_record, save_record
+
+
+def _record(student_r1: float, completed: bool = True) -> dict:
+    metrics = {
+        "test_teacher": {"banking77/r@1": 0.766, "mqp/f1": 0.75},
+        "test_distilled": {"banking77/r@1": student_r1, "mqp/f1": 0.76},
+    }
+    training = {"schedule": {"steps_run": 600, "planned": 600, "configured": 600, "schedule_completed": completed}}
+    return run_record(metrics, training, 840.0, "flipmatch distill --record default_run", {"optim": {}})
+
+
+def test_record_lands_in_results_and_renders_the_readme_table(tmp_path):
+    results, readme = tmp_path / "results.json", tmp_path / "README.md"
+    results.write_text(json.dumps({"runs": [1]}))
+    readme.write_text(f"intro\n{START}\nold table\n{END}\noutro\n")
+    save_record("default_run", _record(0.751), results, readme)
+    data = json.loads(results.read_text())
+    assert data["runs"] == [1] and data["default_run"]["steps_run"] == 600  # other keys kept
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert "| 0.766 | 0.751 | 14.0 min | 600 / 600 | yes |" in text
+    assert "`long` (`make distill-long`) | not run yet" in text
+
+
+def test_incomplete_schedule_is_shown(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    save_record("long_run", _record(0.77, completed=False), tmp_path / "r.json", readme)
+    assert "| 600 / 600 | no |" in readme.read_text()

@@ -1,0 +1,86 @@
+"""Preset run records: `flipmatch distill --record default_run` writes what the run measured into
+docs/results.json and re-renders the README's preset table from it, so the README never carries a number
+no command produced."""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path("docs/results.json")
+README = Path("README.md")
+HEADLINE = ("banking77/r@1", "mqp/f1")
+START, END = "<!-- presets:start -->", "<!-- presets:end -->"
+
+
+def _cpu() -> str:
+    info = Path("/proc/cpuinfo")
+    for line in info.read_text().splitlines() if info.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def run_record(metrics: dict[str, Any], training: dict[str, Any], wall_s: float, command: str, config: dict) -> dict:
+    """The test metrics of teacher and student (dev thresholds applied unchanged), time and schedule."""
+    schedule = training["schedule"]
+    return {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": _cpu(),
+        "wall_s": round(wall_s, 1),
+        "steps_run": schedule["steps_run"],
+        "planned_steps": schedule["planned"],
+        "configured_steps": schedule["configured"],
+        "schedule_completed": schedule["schedule_completed"],
+        "precision": training.get("precision", {}),
+        "train_texts_per_s": training.get("throughput", {}).get("train_texts_per_s"),
+        "test_teacher": metrics.get("test_teacher", {}),
+        "test_student": metrics.get("test_distilled", {}),
+        "test_zero_shot": metrics.get("test_zero_shot", {}),
+        "config": config,
+    }
+
+
+def save_record(key: str, record: dict, results: Path = RESULTS, readme: Path = README) -> None:
+    data = json.loads(results.read_text()) if results.exists() else {}
+    data[key] = record
+    results.write_text(json.dumps(data, indent=1, default=float))
+    if readme.exists():
+        readme.write_text(render_presets(readme.read_text(), data))
+
+
+def preset_table(data: dict) -> str:
+    lines = [
+        "| preset | test | teacher | student | wall (2 cores) | steps run / planned | schedule completed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, name in (("default_run", "`default` (`make distill`)"), ("long_run", "`long` (`make distill-long`)")):
+        rec = data.get(key)
+        if not rec:
+            lines.append(f"| {name} | not run yet | | | | | |")
+            continue
+        for i, metric in enumerate(HEADLINE):
+            teacher, student = rec["test_teacher"].get(metric), rec["test_student"].get(metric)
+            label = "Banking77 R@1" if metric.startswith("banking") else "MQP F1"
+            tail = (
+                f"| {rec['wall_s'] / 60:.1f} min | {rec['steps_run']} / {rec['planned_steps']} | "
+                f"{'yes' if rec['schedule_completed'] else 'no'} |"
+                if i == 0
+                else "| | | |"
+            )
+            lines.append(f"| {name if i == 0 else ''} | {label} | {teacher:.3f} | {student:.3f} {tail}")
+    cpus = sorted({data[k]["cpu"] for k in ("default_run", "long_run") if data.get(k)})
+    lines.append("")
+    lines.append(f"Measured on: {', '.join(cpus) or 'n/a'}; dev thresholds applied unchanged to test.")
+    return "\n".join(lines)
+
+
+def render_presets(readme: str, data: dict) -> str:
+    """Replace the README's block between the preset markers (left alone if the markers are missing)."""
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    return pattern.sub(lambda _: f"{START}\n{preset_table(data)}\n{END}", readme)
