@@ -73,7 +73,9 @@ class StudentConfig(_Section):
 class LoraSection(_Section):
     rank: int = Field(16, description="LoRA rank of the block projections.")
     alpha: float = Field(32.0, description="LoRA alpha of the block projections.")
-    dropout: float = 0.05
+    dropout: float = Field(
+        0.0, description="LoRA dropout. 0: it cost ~16% of a CPU step (a copy of each adapted input) in a profile."
+    )
     targets: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         description="Linear projections in every block that get LoRA.",

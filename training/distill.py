@@ -219,18 +219,24 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
         logger.info("resumed from step %d of %d (best dev %.4f)", step, plan.planned, best)
     if rank == 0 and not run.best.exists():
         run.save_best(student)  # so a run stopped before its first evaluation still exports
-    if prefix is not None:  # the frozen blocks run once per distinct text this run will see
-        added = prefix.fill(
-            [t for s in range(step, plan.planned) for p in sampler.batch(s) for t in (p.text_a, p.text_b)]
-        )
+    # What the frozen parts compute depends on the text alone: the teacher's vectors and the frozen blocks'
+    # states are computed once per distinct text this run will see, in large length-sorted batches.
+    upcoming = [p for s in range(step, plan.planned) for p in sampler.batch(s)]
+    upcoming = list(dict.fromkeys(t for p in upcoming for t in (p.text_a, p.text_b)))
+    started = time.perf_counter()
+    scorer.embed(upcoming)
+    teacher_s = time.perf_counter() - started
+    if prefix is not None:
+        added = prefix.fill(upcoming)
         logger.info(
-            "prefix cache: %d new texts (%d cached, %.0f MB) in %.1fs",
+            "teacher vectors for %d texts in %.1fs; prefix cache: %d new texts (%d cached, %.0f MB) in %.1fs",
+            len(upcoming),
+            teacher_s,
             added,
             len(prefix),
             prefix.nbytes / 2**20,
             prefix.seconds_filling,
         )
-
     texts_seen, step_times, first_step = 0, [], step
     bar = tqdm(total=plan.planned, initial=step, disable=rank != 0, desc="distill")
     student.train()
@@ -295,6 +301,7 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
             "median_step_s": statistics.median(step_times) if step_times else None,
             "prefix_cache_texts": len(prefix) if prefix else 0,
             "prefix_cache_fill_s": prefix.seconds_filling if prefix else 0.0,
+            "teacher_precompute_s": teacher_s,
             "student_phase_s": time.perf_counter() - phase_started,
         },
     }
