@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.flipmatch-installed
 
-.PHONY: setup run test lint distill bench-serve bench-quality soak clean
+.PHONY: setup run test lint distill distill-long bench-train bench-serve bench-quality soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +22,16 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/flipmatch serve
 
+# RECORD=default_run (or long_run) writes the run's test metrics, time and schedule into docs/results.json and
+# re-renders the README's preset table.
+RECORD ?=
+RECORD_FLAG := $(if $(RECORD),--record $(RECORD),)
 distill: setup
-	$(BIN)/flipmatch distill --config training/configs/default.yaml
+	$(BIN)/flipmatch distill --config training/configs/default.yaml $(RECORD_FLAG)
+
+## The long preset (<= 90 min on 2 CPU cores): exported to artifacts/flipmatch-long.
+distill-long: setup
+	$(BIN)/flipmatch distill --config training/configs/long.yaml --output artifacts/flipmatch-long $(RECORD_FLAG)
 
 test: setup
 	# pytest exits 5 when nothing was collected (e.g. a marker selection): not a failure.
@@ -55,6 +63,10 @@ bench-serve: setup
 		--flipmatch-variant "2 forward threads:FLIPMATCH_CPU_THREADS=2" \
 		--flipmatch-variant "5 ms window:FLIPMATCH_BATCHING__MAX_WAIT_MS=5" \
 		--flipmatch-variant "no length split:FLIPMATCH_BATCHING__BATCH_OVERHEAD_TOKENS=100000"
+
+## Training throughput (issue 11): round-one loop vs today's default, interleaved rounds, into bench/results/train.json.
+bench-train: setup
+	$(BIN)/python -m bench.train_bench --out $(BENCH_OUT)
 
 ## Soak (issue 6): 10 minutes at 70% of measured saturation; fails on any error or RSS growth > 10%.
 soak: setup

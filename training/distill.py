@@ -164,6 +164,18 @@ def _filter_thresholds(cfg: TrainConfig, report: dict) -> tuple[TrainConfig, dic
     return cfg, {**record, "tau_pos": taus[0], "tau_neg": taus[1], "teacher_dev_thresholds": teacher}
 
 
+def eval_texts(sets: list) -> list[str]:
+    """Every text an evaluation over `sets` embeds."""
+    texts: list[str] = []
+    for data in sets:
+        if hasattr(data, "pairs"):
+            texts += [t for p in data.pairs for t in (p.text_a, p.text_b)]
+        else:
+            queries = getattr(data, "queries", None) or [*data.queries_in, *data.queries_out]
+            texts += [*data.corpus_texts, *queries]
+    return list(dict.fromkeys(texts))
+
+
 def _agreed(value: float, world: int) -> float:
     """The slowest rank's figure, so every rank plans the same schedule."""
     if world == 1:
@@ -226,8 +238,8 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     started = time.perf_counter()
     scorer.embed(upcoming)
     teacher_s = time.perf_counter() - started
-    if prefix is not None:
-        added = prefix.fill(upcoming)
+    if prefix is not None:  # dev texts too: in-loop evaluations then cost only the adapted blocks
+        added = prefix.fill(upcoming + eval_texts(data.dev))
         logger.info(
             "teacher vectors for %d texts in %.1fs; prefix cache: %d new texts (%d cached, %.0f MB) in %.1fs",
             len(upcoming),
