@@ -17,6 +17,7 @@ from service.api.deps import ApiKeys, AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.api.routes import calibration, corpora, embeddings, entries, health, match, search
+from service.console import routes as console
 from service.corpus.calibrator import Calibrator, load_pool
 from service.corpus.index import set_threads
 from service.corpus.index_files import IndexFiles
@@ -123,7 +124,7 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
         lifespan=lifespan,
     )
     app.state.flipmatch = state
-    for module in (health, embeddings, match, search, corpora, entries, calibration):
+    for module in (health, embeddings, match, search, corpora, entries, calibration, console):
         app.include_router(module.router)
     install_error_handlers(app)
     # Added innermost first: RequestContext (ids, metrics) wraps CORS, which wraps the body limit.
