@@ -61,7 +61,8 @@ def _from_json(data: bytes) -> CalibrationQueries:
                              "example": {"queries": [{"query": "my card still has not come",
                                                       "expected_id": "card_arrival"},
                                                      {"query": "who won the match last night", "expected_id": None}]}},
-        "text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE}}}})
+        "text/csv": {"schema": {"type": "string", "description": "UTF-8 CSV with a header row: query, expected_id "
+                                "(empty: out of scope)."}, "example": _CSV_EXAMPLE}}}})
 async def calibrate_corpus(
     name: CorpusName, request: Request, corpora: CorporaDep, calibrator: CalibratorDep, settings: SettingsDep,
     target_precision: Annotated[float, Query(ge=0.0, le=1.0, description="Answer precision to reach.")] = 0.9,

@@ -13,7 +13,8 @@ from service.corpus.store import ENTRY_ID
 
 
 class LabelledQueryIn(RequestModel):
-    query: Question = Field(max_length=8192, examples=["my card still has not come"])
+    query: Question = Field(min_length=1, max_length=8192, description="Not blank.",
+                            examples=["my card still has not come"])
     expected_id: str | None = Field(
         None, pattern=ENTRY_ID.pattern, description="The entry that should answer it; null: the query is out of "
         "scope (the right outcome is no_match).", examples=["card_arrival"])
