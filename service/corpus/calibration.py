@@ -6,7 +6,10 @@ if so, whether the best entry is the expected one. With `decide`'s rule at (thre
 - answer precision = correct answers / all answers (answers to out-of-scope queries count as wrong);
 - coverage         = correct answers / in-scope queries;
 - no_match         = out-of-scope queries with top1 < t / out-of-scope queries (what a FAQ bot must say to them).
-We pick the (t, m) with the most coverage among those meeting both targets.
+We pick the (t, m) with the most coverage among those meeting both targets, where "meeting" is judged on the
+Wilson lower bound of each rate (one-sided 95% by default), not on the point estimate: a point that reaches 0.9 on
+a few hundred calibration queries by luck would fall short on the next ones (measured: 90.4% at calibration, 89.6%
+on Banking77 test questions, before this bound).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 MARGIN_QUANTILES = np.linspace(0.0, 0.5, 26)[1:]  # margins tried: 0 and these quantiles of in-scope score gaps
 MAX_THRESHOLDS = 400  # thresholds tried (quantiles of the observed top-1 scores)
 CURVE_POINTS = 60  # points kept in the stored curve
+CONFIDENCE_Z = 1.645  # one-sided 95% normal quantile for the Wilson lower bounds
 
 
 @dataclass(frozen=True)
@@ -84,18 +88,33 @@ def _rates(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def _grid_arrays(s: ScoredQueries, thresholds: np.ndarray, margin: float) -> dict[str, np.ndarray]:
-    """Metrics for every threshold at one margin, as arrays (T,); NaN where undefined."""
+def wilson_lower(successes: np.ndarray, n: np.ndarray | int, z: float) -> np.ndarray:
+    """Lower end of the Wilson score interval for successes / n (NaN where n = 0; the point estimate at z = 0)."""
+    n_ = np.asarray(n, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = successes / n_
+        centre = p + z * z / (2 * n_)
+        spread = z * np.sqrt(p * (1 - p) / n_ + z * z / (4 * n_ * n_))
+        return np.where(n_ > 0, (centre - spread) / (1 + z * z / n_), np.nan)
+
+
+def _grid_arrays(s: ScoredQueries, thresholds: np.ndarray, margin: float, z: float = 0.0) -> dict[str, np.ndarray]:
+    """Metrics for every threshold at one margin, as arrays (T,); NaN where undefined. The `*_low` entries are
+    the Wilson lower bounds at `z`."""
     reached = s.top1[None, :] >= thresholds[:, None]  # (T, N): not no_match
     tie = (s.top1 - s.top2) < margin  # (N,): clarify when reached
     answered = reached & ~tie[None, :]
     correct = (answered & s.correct[None, :]).sum(axis=1)
     clarified = (reached & tie[None, :] & s.in_scope[None, :]).sum(axis=1)
+    n_answered = answered.sum(axis=1)
+    rejected = (~reached & ~s.in_scope[None, :]).sum(axis=1)
     return {
-        "precision": _rates(correct, answered.sum(axis=1)),
+        "precision": _rates(correct, n_answered),
         "coverage": _rates(correct, s.positives),
         "clarify": _rates(clarified, s.positives),
-        "no_match": _rates((~reached & ~s.in_scope[None, :]).sum(axis=1), s.negatives),
+        "no_match": _rates(rejected, s.negatives),
+        "precision_low": wilson_lower(correct, n_answered, z),
+        "no_match_low": wilson_lower(rejected, s.negatives, z),
     }
 
 
@@ -131,27 +150,28 @@ def candidate_margins(s: ScoredQueries) -> np.ndarray:
 
 
 def calibrate(scores: ScoredQueries, *, target_precision: float, target_no_match: float,
-              default_margin: float = 0.05) -> Calibration:
+              default_margin: float = 0.05, z: float = CONFIDENCE_Z) -> Calibration:
     """The (threshold, margin) with the most coverage among those with answer precision >= target_precision and
-    no_match >= target_no_match on the out-of-scope queries (ties: fewer clarifications, then more no_match).
+    no_match >= target_no_match on the out-of-scope queries, both judged on their Wilson lower bounds at `z`
+    (0: on the point estimates); ties: fewer clarifications, then more no_match.
     Without in-scope queries only no_match can be measured: the lowest threshold meeting its target, margin
     `default_margin`. Nothing feasible: the most precise point, flagged met=False."""
     if scores.positives + scores.negatives == 0:
         raise ValueError("no calibration query")
     thresholds = candidate_thresholds(scores.top1)
     if scores.positives == 0:
-        metrics = _grid_arrays(scores, thresholds, default_margin)
-        ok = np.flatnonzero(metrics["no_match"] >= target_no_match)
+        metrics = _grid_arrays(scores, thresholds, default_margin, z)
+        ok = np.flatnonzero(metrics["no_match_low"] >= target_no_match)
         i = int(ok[0]) if ok.size else len(thresholds) - 1
         return _result(scores, thresholds, default_margin, metrics, i, target_precision, target_no_match,
                        met=bool(ok.size))
     best: tuple[tuple[float, ...], float, int, dict[str, np.ndarray]] | None = None
     fallback: tuple[tuple[float, ...], float, int, dict[str, np.ndarray]] | None = None
     for margin in candidate_margins(scores):
-        metrics = _grid_arrays(scores, thresholds, float(margin))
-        precision = np.nan_to_num(metrics["precision"], nan=0.0)
+        metrics = _grid_arrays(scores, thresholds, float(margin), z)
+        precision = np.nan_to_num(metrics["precision_low"], nan=0.0)
         coverage = np.nan_to_num(metrics["coverage"], nan=0.0)
-        no_match = np.nan_to_num(metrics["no_match"], nan=1.0)  # no negatives: the target is vacuous
+        no_match = np.nan_to_num(metrics["no_match_low"], nan=1.0)  # no negatives: the target is vacuous
         clarify = np.nan_to_num(metrics["clarify"], nan=0.0)
         feasible = (precision >= target_precision) & (no_match >= target_no_match) & (coverage > 0)
         for i in np.flatnonzero(feasible):
