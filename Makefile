@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.flipmatch-installed
 
-.PHONY: setup run test lint distill distill-long bench-train bench-serve bench-quality soak clean
+.PHONY: setup run test lint distill distill-long bench-train bench-serve bench-quality bench-calibration soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -71,3 +71,8 @@ bench-train: setup
 ## Soak (issue 6): 10 minutes at 70% of measured saturation; fails on any error or RSS growth > 10%.
 soak: setup
 	$(BIN)/python tests/hardening/soak.py --duration 600 --load 0.7
+
+## Calibration (issue 16): the demo banking77 corpus before/after self-calibration, on Banking77 test questions,
+## held-out intents and the fixed off-topic list; writes docs/calibration.md (+ figure, bench/results/calibration.json).
+bench-calibration: setup
+	$(BIN)/python -m bench.calibration_eval --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out docs/calibration.md

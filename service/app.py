@@ -16,7 +16,9 @@ from service import demo
 from service.api.deps import ApiKeys, AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from service.api.routes import corpora, embeddings, entries, health, match, search
+from service.api.routes import calibration, corpora, embeddings, entries, health, match, search
+from service.console import routes as console
+from service.corpus.calibrator import Calibrator, load_pool
 from service.corpus.index import set_threads
 from service.corpus.index_files import IndexFiles
 from service.corpus.registry import CorpusRegistry
@@ -58,6 +60,10 @@ async def _load_corpora(state: AppState, registry: CorpusRegistry) -> None:
                                answer_threshold=state.engine.info.match_threshold,
                                medquad_max_entries=settings.demo.medquad_max_entries,
                                banking77_max_alternates=settings.demo.banking77_max_alternates)
+        assert state.calibrator is not None
+        if settings.demo.preload and settings.demo.calibrate:
+            await demo.calibrate(state.calibrator, registry)
+        await state.calibrator.recalibrate_stale()
         state.readiness.corpora_loaded = True
         logger.info("ready corpora=%d", len(registry.list_all()))
     except asyncio.CancelledError:
@@ -97,6 +103,8 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
                                   hnsw_threshold=settings.index.hnsw_threshold, max_corpora=lim.max_corpora,
                                   metrics=state.metrics)
         state.registry = registry
+        state.calibrator = Calibrator(registry, embed=embed, pool=load_pool())
+        registry.reembedded.append(state.calibrator.recalibrate)
         loader = asyncio.create_task(_load_corpora(state, registry), name="flipmatch-load-corpora")
         try:
             yield
@@ -116,7 +124,7 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
         lifespan=lifespan,
     )
     app.state.flipmatch = state
-    for module in (health, embeddings, match, search, corpora, entries):
+    for module in (health, embeddings, match, search, corpora, entries, calibration, console):
         app.include_router(module.router)
     install_error_handlers(app)
     # Added innermost first: RequestContext (ids, metrics) wraps CORS, which wraps the body limit.

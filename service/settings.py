@@ -61,6 +61,9 @@ class LimitsSettings(_Section):
         "when false such texts are refused with 422.",
     )
     max_top_k: int = Field(100, ge=1, description="Largest top_k a search may ask for.")
+    max_calibration_queries: int = Field(
+        5000, ge=1, description="Most labelled queries in one POST /v1/corpora/{name}/calibrate."
+    )
     max_corpora: int = Field(
         100, ge=1, description="Most corpora; bounds the corpus label of the Prometheus metrics."
     )
@@ -102,6 +105,10 @@ class DemoSettings(_Section):
     )
     medquad_max_entries: int = Field(2000, ge=1, description="Most MedQuAD entries to load.")
     banking77_max_alternates: int = Field(20, ge=0, description="Alternate questions per Banking77 intent.")
+    calibrate: bool = Field(
+        True, description="Self-calibrate the demo corpora when loaded (and when their calibration was made with "
+        "another model)."
+    )
 
 
 class ServiceSettings(BaseSettings):

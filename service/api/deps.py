@@ -13,6 +13,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from service.corpus.calibrator import Calibrator
 from service.corpus.registry import CorpusRegistry
 from service.engine.engine import EmbeddingEngine
 from service.errors import ClientDisconnected, Forbidden, InvalidInput, NotReady, Unauthorized
@@ -60,6 +61,7 @@ class AppState:
     readiness: Readiness = field(default_factory=Readiness)
     engine: EmbeddingEngine | None = None
     registry: CorpusRegistry | None = None
+    calibrator: Calibrator | None = None
 
 
 def get_state(request: Request) -> AppState:
@@ -85,9 +87,15 @@ def get_registry(state: StateDep) -> CorpusRegistry:
     return state.registry
 
 
+def get_calibrator(state: StateDep, _ready: Annotated[CorpusRegistry, Depends(get_registry)]) -> Calibrator:
+    assert state.calibrator is not None  # set with the registry, so ready corpora imply a calibrator
+    return state.calibrator
+
+
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 EngineDep = Annotated[EmbeddingEngine, Depends(get_engine)]
 CorporaDep = Annotated[CorpusRegistry, Depends(get_registry)]
+CalibratorDep = Annotated[Calibrator, Depends(get_calibrator)]
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 from service.corpus.index import VectorIndex
 from service.corpus.index_files import IndexFiles
 from service.corpus.snapshot import Candidate, Snapshot, unit_rows
-from service.corpus.store import CorpusConfig, CorpusRecord, CorpusStore, Entry, check_corpus_name
+from service.corpus.store import CorpusConfig, CorpusRecord, CorpusStore, Entry, VectorRows, check_corpus_name
 from service.errors import Conflict, NotFound, NotReady
 from service.metrics import Metrics
 
@@ -65,6 +65,8 @@ class CorpusRegistry:
         self._hnsw_threshold, self._max_corpora, self._metrics = hnsw_threshold, max_corpora, metrics
         self._live: dict[str, LiveCorpus] = {}
         self._create_lock = asyncio.Lock()
+        # Called with a corpus name once it has been re-embedded for the new model (the calibrator redoes it).
+        self.reembedded: list[Callable[[str], Awaitable[None]]] = []
 
     # ---- start-up and shutdown -------------------------------------------------------------------------------
     async def load_all(self) -> None:
@@ -152,6 +154,25 @@ class CorpusRegistry:
     async def list_entries(self, name: str, *, offset: int, limit: int) -> tuple[list[Entry], int]:
         self._get(name)
         return await asyncio.to_thread(self._store.list_entries, name, offset=offset, limit=limit)
+
+    async def stored_vectors(self, name: str) -> VectorRows:
+        """The corpus's unit vectors made by the current model, with their entry ids and texts."""
+        self._get(name)
+        return await asyncio.to_thread(self._store.load_vectors, name, with_vectors=True,
+                                       fingerprint=self.fingerprint)
+
+    async def get_calibration(self, name: str) -> Mapping[str, Any] | None:
+        self._get(name)
+        return await asyncio.to_thread(self._store.get_calibration, name)
+
+    async def save_calibration(self, name: str, calibration: Mapping[str, Any], *, answer_threshold: float,
+                               clarify_margin: float) -> CorpusInfo:
+        """Store a calibration and switch the corpus to its thresholds (the next search uses them)."""
+        live = self._get(name)
+        async with live.lock:
+            config = replace(live.record.config, answer_threshold=answer_threshold, clarify_margin=clarify_margin)
+            live.record = await asyncio.to_thread(self._store.save_calibration, name, config, calibration)
+        return self.info(name)
 
     async def all_entries(self, name: str) -> list[Entry]:
         self._get(name)
@@ -276,6 +297,11 @@ class CorpusRegistry:
                 live.status = "ready"
             self._schedule_save(live)
             logger.info("re-embedded corpus=%s entries=%d s=%.1f", name, done, time.perf_counter() - started)
+            for listener in self.reembedded:
+                try:
+                    await listener(name)
+                except Exception:  # the re-embed stands; a stale calibration is redone on the next start
+                    logger.exception("after-re-embed hook failed corpus=%s", name)
         except asyncio.CancelledError:
             raise
         except Exception:  # keep serving the old snapshot; the next start retries

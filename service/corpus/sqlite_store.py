@@ -7,7 +7,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS vectors (
     text TEXT NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL,
     FOREIGN KEY (corpus, entry_id) REFERENCES entries(corpus, id) ON DELETE CASCADE);
 CREATE INDEX IF NOT EXISTS vectors_by_entry ON vectors(corpus, entry_id);
+CREATE TABLE IF NOT EXISTS calibrations (
+    corpus TEXT PRIMARY KEY REFERENCES corpora(name) ON DELETE CASCADE, body TEXT NOT NULL, updated_at REAL NOT NULL);
 """
 # AUTOINCREMENT: vector ids are never reused, so an id tombstoned in an HNSW index can never come back.
 
@@ -249,6 +251,24 @@ class SQLiteStore:
         with self._tx():
             self._db.execute("UPDATE corpora SET fingerprint = ?, dimension = ? WHERE name = ?",
                              (fingerprint, dimension, name))
+
+    def save_calibration(self, name: str, config: CorpusConfig, calibration: Mapping[str, Any]) -> CorpusRecord:
+        body = json.dumps(dict(calibration))
+        with self._tx():
+            self._require(name)
+            now = time.time()
+            self._db.execute("UPDATE corpora SET answer_threshold = ?, clarify_margin = ?, updated_at = ? "
+                             "WHERE name = ?", (config.answer_threshold, config.clarify_margin, now, name))
+            self._db.execute("INSERT INTO calibrations (corpus, body, updated_at) VALUES (?, ?, ?) ON CONFLICT "
+                             "(corpus) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                             (name, body, now))
+            return _record(self._require(name))
+
+    def get_calibration(self, name: str) -> Mapping[str, Any] | None:
+        with self._lock:
+            self._require(name)
+            row = self._db.execute("SELECT body FROM calibrations WHERE corpus = ?", (name,)).fetchone()
+        return None if row is None else json.loads(row["body"])  # type: ignore[no-any-return]
 
 
 class _Transaction:

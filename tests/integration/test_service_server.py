@@ -135,12 +135,20 @@ def test_demo_corpora_load_once(tiny_artifact, tmp_path):
         status, body = request("POST", f"{url}/v1/corpora/banking77/search", {"query": "I am still waiting on my "
                                                                                        "card?"})
         assert status == 200 and body["results"][0]["candidates"][0]["id"] == "card_arrival"
+        # Both demo corpora calibrated themselves at load: banking77 from its alternates, medquad (no alternates)
+        # on negatives only; the thresholds in force are the calibrated ones.
+        status, calibration = request("GET", f"{url}/v1/corpora/banking77/calibration")
+        assert status == 200 and calibration["source"] == "self" and calibration["positives"] > 1000
+        assert calibration["sources"]["negatives"]["other_corpora"] > 0
+        assert corpora["banking77"]["answer_threshold"] == calibration["answer_threshold"]
+        assert request("GET", f"{url}/v1/corpora/medquad/calibration")[1]["positives"] == 0
     started = time.monotonic()
     with server(tiny_artifact, data_dir, log, **demo) as url:
         second_start = time.monotonic() - started
         assert request("GET", f"{url}/v1/corpora/medquad")[1]["entries"] == 300
     assert second_start < 60, f"restart took {second_start:.1f}s (first start {first_start:.1f}s)"
     assert log.read_text().count("demo corpus loaded name=banking77") == 1
+    assert log.read_text().count("calibrated corpus=banking77") == 1  # kept across the restart, not redone
 
 
 def test_a_new_model_reembeds_stored_corpora(tiny_artifact, build_tiny_encoder, tmp_path):

@@ -43,6 +43,7 @@ def test_the_service_tree_is_there():
     ("", ("training",)),
     ("api", ("torch", "transformers", "faiss", "sentence_transformers")),
     ("engine", ("fastapi", "starlette", "service.api", "service.settings", "service.corpus")),
+    ("console", ("torch", "transformers", "faiss", "sentence_transformers", "service.engine", "service.corpus")),
     ("corpus", ("torch", "transformers", "sentence_transformers", "fastapi", "starlette", "service.engine",
                 "service.api", "service.settings")),
 ])
