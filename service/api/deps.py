@@ -13,6 +13,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from service.corpus.follower import StoreFollower
 from service.corpus.registry import CorpusRegistry
 from service.engine.engine import EmbeddingEngine
 from service.errors import ClientDisconnected, Forbidden, InvalidInput, NotReady, Unauthorized
@@ -60,6 +61,7 @@ class AppState:
     readiness: Readiness = field(default_factory=Readiness)
     engine: EmbeddingEngine | None = None
     registry: CorpusRegistry | None = None
+    follower: StoreFollower | None = None  # only with a shared (PostgreSQL) store
 
 
 def get_state(request: Request) -> AppState:

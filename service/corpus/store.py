@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -149,6 +149,7 @@ class Change:
     age_s: float  # seconds since it was committed, by the database's clock
 
 
+@runtime_checkable
 class ChangeFeed(Protocol):
     """The change sequence of a store shared by replicas. Blocking, like `CorpusStore`."""
 
