@@ -41,7 +41,8 @@ class StoreFollower:
 
     @property
     def status(self) -> FollowerStatus:
-        return FollowerStatus(self._applied, max(self._head, self._applied), self._lag_s, self._reachable)
+        head = max(self._head, self._applied)
+        return FollowerStatus(self._applied, head, self._lag_s if head > self._applied else 0.0, self._reachable)
 
     def start(self, applied_sequence: int) -> None:
         """Follow changes after `applied_sequence` (read before the corpora were loaded, so nothing falls between:

@@ -251,8 +251,13 @@ class CorpusRegistry:
             except NotFound:
                 return  # deleted meanwhile: its corpus-level change follows
 
+            # An entry whose stored vectors are all another model's was re-embedded (or written) by a replica
+            # serving another model, during an upgrade: keep serving what this replica has for it.
+            other_model = {e.id for e in entries} - set(rows.entry_ids)
+            entries = [e for e in entries if e.id not in other_model]
+
             def step(snap: Snapshot) -> Snapshot:
-                touched, stored = set(entry_ids), set(rows.ids.tolist())
+                touched, stored = set(entry_ids) - other_model, set(rows.ids.tolist())
                 # Vector rows are immutable (a rewrite gets new ids): drop the ones gone, add the ones not held.
                 removed = [vid for vid, (eid, _) in snap.rows.items() if eid in touched and vid not in stored]
                 new = np.asarray([vid not in snap.rows for vid in rows.ids.tolist()], bool)
