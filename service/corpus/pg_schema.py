@@ -23,13 +23,14 @@ _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 def connect(url: str, *, connect_timeout_s: float, statement_timeout_s: float) -> psycopg.Connection:
-    """An autocommit connection that fails fast: bounded connect, statement timeout, TCP keepalives (a dead peer
-    is noticed in seconds instead of the kernel's two hours)."""
+    """An autocommit connection that fails fast: bounded connect, statement timeout, TCP keepalives and a TCP user
+    timeout (a dead or frozen peer is noticed in seconds, even mid-query, instead of the kernel's minutes)."""
     try:
         return psycopg.connect(
             url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s)),
             options=f"-c statement_timeout={int(statement_timeout_s * 1000)}",
             keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=2,
+            tcp_user_timeout=int((statement_timeout_s + connect_timeout_s) * 1000),
         )
     except psycopg.OperationalError as err:
         raise unavailable(err) from err
