@@ -6,27 +6,19 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.fixtures.processes import stop_process
+from tests.fixtures.server import free_port, start_process
 
 REPO = Path(__file__).resolve().parents[1]
 INFINITY_TORCH = "torch==2.13.0"  # the CPU build this machine's pip finds locally; others pull CUDA wheels
 INFINITY_SPEC = "infinity-emb[torch,server]"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -52,34 +44,22 @@ class System:
 
 @contextlib.contextmanager
 def running(system: System, log: Path, *, timeout: float = 300.0) -> Iterator[System]:
-    """Start `system`, yield once its health path answers 200; raise RuntimeError with the log tail otherwise."""
+    """Start `system`, yield once its health path answers 200; raise RuntimeError with the log tail otherwise.
+    Started through the tests' one launcher (tests/fixtures/server.py), in its own session."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLIPMATCH_")}, **system.env}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     command = [c.replace("{port}", str(system.port)) for c in system.command]
     env = {k: v.replace("{port}", str(system.port)) for k, v in env.items()}
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+    log.unlink(missing_ok=True)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{system.name} exited with {process.returncode}: {log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(system.url + system.health_path, timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{system.name} not ready in {timeout}s: {log.read_text()[-3000:]}")
-            time.sleep(0.25)  # poll interval, bounded by the deadline
+        process = start_process(command, ready_url=system.url + system.health_path, log=log, env=env, cwd=REPO,
+                                timeout=timeout, interval=0.25, name=system.name, new_session=True)
+    except AssertionError as err:  # not ready, or exited: the benchmark reports it as a failed system
+        raise RuntimeError(str(err)) from err
+    try:
         yield system
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process, grace=30)
 
 
 def flipmatch(model: Path, data_dir: Path, admin_key: str, **env: str) -> System:

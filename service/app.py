@@ -19,10 +19,12 @@ from service.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.api.routes import calibration, corpora, embeddings, entries, health, match, search
 from service.console import routes as console
 from service.corpus.calibrator import Calibrator, load_pool
+from service.corpus.follower import StoreFollower
 from service.corpus.index import set_threads
 from service.corpus.index_files import IndexFiles
 from service.corpus.registry import CorpusRegistry
 from service.corpus.sqlite_store import SQLiteStore
+from service.corpus.store import ChangeFeed, CorpusStore
 from service.engine.engine import EmbeddingEngine, TextEncoder
 from service.metrics import Metrics
 from service.settings import ServiceSettings, read_key
@@ -50,10 +52,30 @@ def _load_encoder(settings: ServiceSettings) -> TextEncoder:
                         cpu_threads=settings.threads())
 
 
-async def _load_corpora(state: AppState, registry: CorpusRegistry) -> None:
+def _open_store(settings: ServiceSettings) -> CorpusStore:
+    """SQLite in data_dir by default; the shared PostgreSQL database when store.url is set (migrated here)."""
+    dsn = settings.store.dsn()
+    if dsn is None:
+        return SQLiteStore(settings.data_dir / "flipmatch.sqlite3")
+    from service.corpus.postgres_store import PostgresStore  # psycopg is an optional extra
+
+    return PostgresStore(dsn, connect_timeout_s=settings.store.connect_timeout_s,
+                         statement_timeout_s=settings.store.statement_timeout_s)
+
+
+async def _load_corpora(state: AppState, registry: CorpusRegistry, store: CorpusStore) -> None:
     settings = state.settings
     try:
+        follower = None
+        if isinstance(store, ChangeFeed):
+            # Read before loading: changes committed during the load are applied again, which is harmless.
+            start_seq = await asyncio.to_thread(store.head_sequence)
+            follower = StoreFollower(store, registry, catchup_interval_s=settings.store.catchup_interval_s,
+                                     metrics=state.metrics)
         await registry.load_all()
+        if follower is not None:
+            follower.start(start_seq)
+            state.follower = follower
         if settings.demo.preload:
             assert state.engine is not None
             await demo.preload(registry, data_dir=settings.demo.data_dir,
@@ -97,7 +119,8 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
             return result.vectors, result.truncated
 
         set_threads(settings.threads())
-        store = SQLiteStore(settings.data_dir / "flipmatch.sqlite3")
+        store = await asyncio.to_thread(_open_store, settings)
+        state.metrics.store_reachable.set(1)
         registry = CorpusRegistry(store, IndexFiles(settings.data_dir / "indexes"), embed=embed,
                                   fingerprint=info.fingerprint, dimension=info.dimension,
                                   hnsw_threshold=settings.index.hnsw_threshold, max_corpora=lim.max_corpora,
@@ -105,13 +128,15 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
         state.registry = registry
         state.calibrator = Calibrator(registry, embed=embed, pool=load_pool())
         registry.reembedded.append(state.calibrator.recalibrate)
-        loader = asyncio.create_task(_load_corpora(state, registry), name="flipmatch-load-corpora")
+        loader = asyncio.create_task(_load_corpora(state, registry, store), name="flipmatch-load-corpora")
         try:
             yield
         finally:
             state.readiness.shutting_down = True
             loader.cancel()
             await asyncio.gather(loader, return_exceptions=True)
+            if state.follower is not None:
+                await state.follower.stop()
             await registry.close()  # stops re-embedding, flushes index saves
             await engine.stop()
             store.close()

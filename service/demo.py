@@ -22,6 +22,7 @@ from pathlib import Path
 from service.corpus.calibrator import Calibrator
 from service.corpus.registry import CorpusRegistry
 from service.corpus.store import CorpusConfig, Entry
+from service.errors import Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,12 @@ async def preload(registry: CorpusRegistry, *, data_dir: Path, answer_threshold:
             logger.warning("demo corpus %s skipped: %s (check FLIPMATCH_DEMO__DATA_DIR)", name, err)
             continue
         if name not in existing:
-            await registry.create(name, CorpusConfig(description=DEMO_DESCRIPTIONS[name],
-                                                     answer_threshold=answer_threshold))
+            try:
+                await registry.create(name, CorpusConfig(description=DEMO_DESCRIPTIONS[name],
+                                                         answer_threshold=answer_threshold))
+            except Conflict:  # another replica sharing the store created it first: it loads it, we follow
+                logger.info("demo corpus %s is being created by another replica", name)
+                continue
         summary = await registry.upsert(name, entries)
         logger.info("demo corpus loaded name=%s entries=%d vectors=%d s=%.1f", name, summary.entries,
                     summary.vectors, time.perf_counter() - started)

@@ -61,6 +61,12 @@ class NotReady(FlipMatchError):
         self.retry_after_s = retry_after_s
 
 
+class StoreUnavailable(NotReady):
+    """The shared corpus database cannot be reached: writes fail fast (searches keep serving from memory)."""
+
+    code = "store_unavailable"
+
+
 class ClientDisconnected(FlipMatchError):
     """The client went away before its answer was ready; its queued work was dropped. Nobody reads the reply."""
 

@@ -78,6 +78,48 @@ class IndexSettings(_Section):
     )
 
 
+class StoreSettings(_Section):
+    url: SecretStr | None = Field(
+        None,
+        description="Where corpora are stored. Unset: an embedded SQLite file in data_dir (one replica). "
+        "postgresql://user:password@host:5432/db: a PostgreSQL database that several replicas share; each one "
+        "follows the others' writes. Needs the [postgres] extra (psycopg).",
+    )
+    password_file: Path | None = Field(
+        None, description="PostgreSQL: file holding the password (e.g. a mounted secret), so the URL can leave it out."
+    )
+    catchup_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="PostgreSQL: how often a replica reads the change sequence even without a notification, so a "
+        "missed NOTIFY or a reconnect loses nothing (notifications usually apply changes within milliseconds).",
+    )
+    connect_timeout_s: float = Field(
+        2.0, gt=0, le=60, description="PostgreSQL: longest wait for a connection; writes fail with 503 after it."
+    )
+    statement_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="PostgreSQL: longest a single statement may run before it is cancelled."
+    )
+
+    @model_validator(mode="after")
+    def _postgres_url(self) -> StoreSettings:
+        if self.url is not None and not self.url.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("FLIPMATCH_STORE__URL must start with postgresql:// (unset it for the SQLite default)")
+        return self
+
+    def dsn(self) -> str | None:
+        """The connection string, with the password from password_file added as a libpq parameter."""
+        if self.url is None:
+            return None
+        url = self.url.get_secret_value()
+        if self.password_file is not None:
+            from psycopg.conninfo import make_conninfo  # the [postgres] extra; only needed with a password file
+
+            url = make_conninfo(url, password=self.password_file.read_text(encoding="utf-8").strip())
+        return url
+
+
 class AuthSettings(_Section):
     admin_key: SecretStr | None = Field(None, description="API key for write routes (and query routes).")
     admin_key_file: Path | None = Field(None, description="File holding the admin key (e.g. a mounted secret).")
@@ -148,6 +190,7 @@ class ServiceSettings(BaseSettings):
     batching: BatchingSettings = Field(default_factory=BatchingSettings, description="Dynamic batching.")
     limits: LimitsSettings = Field(default_factory=LimitsSettings, description="Request limits.")
     index: IndexSettings = Field(default_factory=IndexSettings, description="Vector index.")
+    store: StoreSettings = Field(default_factory=StoreSettings, description="Corpus store.")
     auth: AuthSettings = Field(default_factory=AuthSettings, description="API keys.")
     demo: DemoSettings = Field(default_factory=DemoSettings, description="Demo corpora.")
 

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from service.corpus.calibrator import Calibrator
+from service.corpus.follower import StoreFollower
 from service.corpus.registry import CorpusRegistry
 from service.engine.engine import EmbeddingEngine
 from service.errors import ClientDisconnected, Forbidden, InvalidInput, NotReady, Unauthorized
@@ -62,6 +63,7 @@ class AppState:
     engine: EmbeddingEngine | None = None
     registry: CorpusRegistry | None = None
     calibrator: Calibrator | None = None
+    follower: StoreFollower | None = None  # only with a shared (PostgreSQL) store
 
 
 def get_state(request: Request) -> AppState:

@@ -24,6 +24,7 @@ from service.errors import (
     NotFound,
     NotReady,
     Overloaded,
+    StoreUnavailable,
     Unauthorized,
 )
 
@@ -38,6 +39,7 @@ ERROR_TABLE: dict[type[FlipMatchError], tuple[int, str]] = {
     Forbidden: (403, "permission_error"),
     Overloaded: (429, "rate_limit_error"),
     NotReady: (503, "service_unavailable_error"),
+    StoreUnavailable: (503, "service_unavailable_error"),  # the shared database is away: retry the write
     # nginx's 499: counted as a client-side outcome, not a server error that would page someone.
     ClientDisconnected: (499, "client_closed_request"),
     EncoderFailed: (500, "server_error"),

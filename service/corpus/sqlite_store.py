@@ -183,6 +183,12 @@ class SQLiteStore:
             raise NotFound(f"entry {entry_id!r} does not exist in corpus {name!r}", code="entry_not_found")
         return _entry(row)
 
+    def get_entries(self, name: str, entry_ids: Sequence[str]) -> list[Entry]:
+        with self._lock:
+            rows = [self._db.execute("SELECT * FROM entries WHERE corpus = ? AND id = ?", (name, i)).fetchone()
+                    for i in sorted(set(entry_ids))]
+        return [_entry(r) for r in rows if r is not None]
+
     def list_entries(self, name: str, *, offset: int, limit: int) -> tuple[list[Entry], int]:
         with self._lock:
             self._require(name)
@@ -205,14 +211,20 @@ class SQLiteStore:
             yield from (_entry(r) for r in rows)
             last = rows[-1]["id"]
 
-    def load_vectors(self, name: str, *, with_vectors: bool, fingerprint: str | None = None) -> VectorRows:
+    def load_vectors(self, name: str, *, with_vectors: bool, fingerprint: str | None = None,
+                     entry_ids: Sequence[str] | None = None) -> VectorRows:
         columns = "vid, entry_id, text" + (", vector" if with_vectors else "")
-        where, params = "corpus = ?", (name,)
+        where, params = ["corpus = ?"], [name]
         if fingerprint is not None:
-            where, params = "corpus = ? AND model = ?", (name, fingerprint)
+            where.append("model = ?")
+            params.append(fingerprint)
+        if entry_ids is not None:
+            where.append(f"entry_id IN ({', '.join('?' * len(entry_ids))})")
+            params.extend(entry_ids)
         with self._lock:
             self._require(name)
-            rows = self._db.execute(f"SELECT {columns} FROM vectors WHERE {where} ORDER BY vid", params).fetchall()
+            rows = self._db.execute(f"SELECT {columns} FROM vectors WHERE {' AND '.join(where)} ORDER BY vid",
+                                    params).fetchall()
         matrix = None
         if with_vectors:
             matrix = (np.stack([np.frombuffer(r["vector"], np.float32) for r in rows]) if rows

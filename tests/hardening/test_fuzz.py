@@ -68,9 +68,11 @@ def _fuzz(operation, mode, send) -> None:
         assert mode == GenerationMode.NEGATIVE, operation.label
 
 
-def test_fuzz_every_operation(make_settings):
+def test_fuzz_every_operation(make_settings, store_settings):
+    # store_settings: once with the SQLite default, once with a PostgreSQL store (tests/conftest.py).
     app = create_app(make_settings(dev_mode=False, auth={"admin_key": ADMIN, "query_key": QUERY},
-                                   limits={"max_texts": 8, "max_corpora": 20}, batching={"max_queue": 64}))
+                                   limits={"max_texts": 8, "max_corpora": 20}, batching={"max_queue": 64},
+                                   **store_settings))
     schema = schemathesis.openapi.from_dict(app.openapi())
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 15

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from service.api.deps import EngineDep, StateDep
 from service.api.schemas.common import ERROR_RESPONSES
-from service.api.schemas.info import HealthResponse, InfoResponse
+from service.api.schemas.info import HealthResponse, InfoResponse, StoreStatus
 from service.metrics import CONTENT_TYPE_LATEST
 
 router = APIRouter(tags=["operations"])
@@ -21,10 +21,18 @@ async def live() -> HealthResponse:
 
 @router.get("/health/ready", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
 async def ready(state: StateDep) -> Response:
-    """200 once the model is loaded and warmed up and corpora are reloaded; 503 before that and during shutdown."""
+    """200 once the model is loaded and warmed up and corpora are reloaded; 503 before that and during shutdown.
+    With a shared PostgreSQL store the body also reports the replica's applied change sequence and lag; it stays
+    200 while the database is unreachable, because searches keep working from memory."""
+    extra = {}
+    if state.follower is not None:  # stays ready while the database is away: searches still work from memory
+        f = state.follower.status
+        extra["store"] = StoreStatus(applied_sequence=f.applied_sequence, head_sequence=f.head_sequence,
+                                     lag_changes=f.head_sequence - f.applied_sequence, lag_seconds=f.lag_seconds,
+                                     reachable=f.reachable).model_dump()
     if state.readiness.ready:
-        return JSONResponse({"status": "ok"})
-    return JSONResponse({"status": state.readiness.reason()}, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse({"status": "ok", **extra})
+    return JSONResponse({"status": state.readiness.reason(), **extra}, status_code=503, headers={"Retry-After": "5"})
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})

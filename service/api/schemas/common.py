@@ -74,6 +74,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "Body larger than FLIPMATCH_LIMITS__MAX_BODY_BYTES.",
         422: "Malformed input or a limit exceeded; the message names the limit and its setting.",
         429: "The embedding queue is full; retry after the Retry-After header.",
-        503: "Not ready (loading, re-embedding, shutting down).",
+        503: "Not ready (loading, re-embedding, shutting down), or the shared corpus database is unreachable "
+             "(code store_unavailable; writes only, searches still answer); retry after the Retry-After header.",
     }.items()
 }
