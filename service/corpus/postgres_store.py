@@ -12,7 +12,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -178,6 +178,25 @@ class PostgresStore:
                         (config.description, config.answer_threshold, config.clarify_margin, config.default_answer,
                          time.time(), name))
             return _record(self._require(cur, name))
+
+    def save_calibration(self, name: str, config: CorpusConfig, calibration: Mapping[str, Any]) -> CorpusRecord:
+        """Thresholds and curve in one transaction, logged as a corpus-level change: replicas pick up the new
+        thresholds the way they pick up any settings change."""
+        with self._write(name, None) as cur:
+            self._require(cur, name)
+            now = time.time()
+            cur.execute("UPDATE corpora SET answer_threshold = %s, clarify_margin = %s, updated_at = %s "
+                        "WHERE name = %s", (config.answer_threshold, config.clarify_margin, now, name))
+            cur.execute("INSERT INTO calibrations (corpus, body, updated_at) VALUES (%s, %s, %s) ON CONFLICT "
+                        "(corpus) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                        (name, json.dumps(dict(calibration)), now))
+            return _record(self._require(cur, name))
+
+    def get_calibration(self, name: str) -> Mapping[str, Any] | None:
+        with self._cursor() as cur:
+            self._require(cur, name)
+            row = cur.execute("SELECT body FROM calibrations WHERE corpus = %s", (name,)).fetchone()
+        return None if row is None else json.loads(row["body"])  # type: ignore[no-any-return]
 
     def delete_corpus(self, name: str) -> None:
         with self._write(name, None) as cur:

@@ -146,6 +146,20 @@ def test_stale_vectors_are_swapped_only_when_untouched(store):
     assert store.stale_entries("faq", fingerprint="new", limit=10) == []
 
 
+def test_calibration_is_stored_with_its_thresholds_and_survives_reopening(open_store):
+    store = open_store()
+    store.create_corpus("faq", CorpusConfig(), fingerprint="m1")
+    assert store.get_calibration("faq") is None
+    curve = {"target_precision": 0.9, "curve": [[0.6, 0.95, 0.5]], "fingerprint": "m1"}
+    record = store.save_calibration("faq", CorpusConfig(answer_threshold=0.61, clarify_margin=0.02), curve)
+    assert (record.config.answer_threshold, record.config.clarify_margin) == (0.61, 0.02)
+    again = open_store()
+    assert again.get_calibration("faq") == curve
+    assert again.get_corpus("faq").config.answer_threshold == 0.61
+    again.delete_corpus("faq")
+    with pytest.raises(NotFound):
+        again.get_calibration("faq")
+
 @pytest.mark.parametrize("name", ["", "A", "../etc", "a/b", "-x", "x" * 65, "a b", "é"])
 def test_bad_corpus_names_are_refused(name):
     with pytest.raises(InvalidInput, match="corpus name"):
