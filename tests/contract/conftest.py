@@ -19,6 +19,6 @@ def live_service(tiny_artifact, tmp_path_factory):
     root = tmp_path_factory.mktemp("live_service")
     server = LiveServer(tiny_artifact, root / "data", root / "server.log", FLIPMATCH_DEMO__PRELOAD="false")
     try:
-        yield server.start()
+        yield server.start(timeout=300)
     finally:
         server.stop()

@@ -46,7 +46,7 @@ def servers(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             server = LiveServer(tiny_artifact, root / "data", root / "server.log", FLIPMATCH_DEMO__PRELOAD="false",
                                 FLIPMATCH_LOG_LEVEL="warning", **CONFIGS[config])
             started[config] = server
-            server.start()
+            server.start(timeout=300)  # generous: a busy CI machine starts python + torch slowly
         return started[config]
 
     yield get
