@@ -16,6 +16,7 @@ from service import demo
 from service.api.deps import ApiKeys, AppState
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.api.openapi import install_openapi, operation_id
 from service.api.routes import calibration, corpora, embeddings, entries, health, match, search
 from service.console import routes as console
 from service.corpus.calibrator import Calibrator, load_pool
@@ -147,11 +148,13 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
         summary="FAQ text matching: embeddings, pair matching and FAQ search over named corpora.",
         version="0.1.0",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.flipmatch = state
     for module in (health, embeddings, match, search, corpora, entries, calibration, console):
         app.include_router(module.router)
     install_error_handlers(app)
+    install_openapi(app, state)
     # Added innermost first: RequestContext (ids, metrics) wraps CORS, which wraps the body limit.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
     if settings.cors_origins:

@@ -21,6 +21,12 @@ class InvalidInput(FlipMatchError):
     code = "invalid_input"
 
 
+class UnsupportedMediaType(InvalidInput):
+    """The body comes in a media type the operation does not read."""
+
+    code = "unsupported_media_type"
+
+
 class NotFound(FlipMatchError):
     code = "not_found"
 

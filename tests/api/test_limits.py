@@ -23,7 +23,8 @@ def test_a_chunked_oversized_body_is_refused_while_streaming(api):
     with api(limits={"max_body_bytes": 1000}) as client:
         json_route = client.post("/v1/embeddings", content=chunks(), headers={"Content-Type": "application/json"})
         client.post("/v1/corpora", json={"name": "faq"})
-        import_route = client.post("/v1/corpora/faq/import?format=jsonl", content=chunks())
+        import_route = client.post("/v1/corpora/faq/import", content=chunks(),
+                                   headers={"Content-Type": "application/x-ndjson"})
     assert json_route.status_code == 413 and json_route.json()["error"]["code"] == "body_too_large"
     assert import_route.status_code == 413
 

@@ -117,7 +117,7 @@ def test_openapi_documents_every_route(client):
         assert operation.get("description"), f"{method} {path} has no description"
         if path.startswith("/v1/") and path != "/v1/info":
             assert "422" in operation["responses"], f"{method} {path} documents no 422"
-    assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
+    assert {"AdminBearer", "AdminApiKey", "QueryBearer", "QueryApiKey"} <= set(spec["components"]["securitySchemes"])
     assert "application/x-ndjson" in spec["paths"]["/v1/corpora/{name}/import"]["post"]["requestBody"]["content"]
 
 

@@ -1,13 +1,23 @@
-"""Schema parts shared by several resources: usage accounting, the error body, text-list validation."""
+"""Schema parts shared by several resources: usage accounting, the error body, text and text-list types.
+
+Request bodies are strict (no bool -> number or number -> string coercion) and every rule a validator here
+enforces is also stated in the JSON Schema, so the OpenAPI document and the server agree on what is valid."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+# A text must hold a character outside this class: exactly the characters Python's str.isspace() (and so
+# str.strip()) treats as blank, spelled out so JSON Schema validators (ECMA-262 regexes) agree with the server.
+NON_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+# Marker on a schema node naming the setting that bounds it; service/api/openapi.py replaces it with the value
+# this server runs with (maxItems, maximum, maxLength or enum), so the document states the live limits.
+LIMIT = "x-flipmatch-limit"
 
 
 def _replace_surrogates(value: Any) -> Any:
@@ -24,7 +34,7 @@ class RequestModel(BaseModel):
     """Base of every request body: unknown fields are errors, and half UTF-16 pairs ("\\ud800", which JSON may
     escape and Python decodes to a string no tokenizer, database or UTF-8 encoder accepts) become U+FFFD."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -61,6 +71,30 @@ def text_list(value: Any) -> Any:
     elif isinstance(value, str) and not value.strip():
         raise ValueError("the text is empty")
     return value
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer includes 5.0; strict int would refuse it. Booleans and strings stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# A request integer: 5 or 5.0, never true or "5".
+Integer = Annotated[int, BeforeValidator(_whole_number)]
+
+
+def _non_empty(text: str) -> str:
+    text_list(text)
+    return text
+
+
+_TEXT_SCHEMA = {"type": "string", "minLength": 1, "pattern": NON_BLANK, LIMIT: "max_text_chars"}
+# One non-blank text (the schema states it; the validator gives the actionable message).
+Text = Annotated[str, AfterValidator(_non_empty), WithJsonSchema(_TEXT_SCHEMA)]
+# `input`-style field: one text or 1..FLIPMATCH_LIMITS__MAX_TEXTS texts.
+Texts = Annotated[str | list[str], BeforeValidator(text_list), WithJsonSchema({"anyOf": [
+    _TEXT_SCHEMA, {"type": "array", "items": _TEXT_SCHEMA, "minItems": 1, LIMIT: "max_texts"}]})]
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
