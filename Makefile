@@ -53,16 +53,16 @@ BENCH_MODEL ?= artifacts/flipmatch-default
 BENCH_DATA ?= ../shared/data
 BENCH_OUT ?= bench/results
 INFINITY_VENV ?= $(HOME)/.cache/flipmatch/infinity-venv
-# FlipMatch runs its defaults (BENCH_FLIPMATCH_ENV adds KEY=VALUE settings); two variants run side by side.
+# FlipMatch runs its defaults (BENCH_FLIPMATCH_ENV adds KEY=VALUE settings; the start-up calibration picks dtype
+# and threads); the old flag-based choice runs interleaved beside it as a variant.
 BENCH_FLIPMATCH_ENV ?=
+BENCH_ROUNDS ?= 5
 bench-serve: setup
 	$(BIN)/python -m bench.encoder_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)
 	$(BIN)/python -m bench.faiss_bench --out $(BENCH_OUT)
 	$(BIN)/python -m bench.serve_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT) \
-		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV) \
-		--flipmatch-variant "2 forward threads:FLIPMATCH_CPU_THREADS=2" \
-		--flipmatch-variant "5 ms window:FLIPMATCH_BATCHING__MAX_WAIT_MS=5" \
-		--flipmatch-variant "no length split:FLIPMATCH_BATCHING__BATCH_OVERHEAD_TOKENS=100000"
+		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV) --rounds $(BENCH_ROUNDS) \
+		--flipmatch-variant "flag-based choice:FLIPMATCH_DTYPE=bfloat16,FLIPMATCH_CPU_THREADS=1"
 
 ## Training throughput (issue 11): round-one loop vs today's default, interleaved rounds, into bench/results/train.json.
 bench-train: setup

@@ -26,6 +26,7 @@ from service.corpus.index_files import IndexFiles
 from service.corpus.registry import CorpusRegistry
 from service.corpus.sqlite_store import SQLiteStore
 from service.corpus.store import ChangeFeed, CorpusStore
+from service.engine.cache import QueryCache
 from service.engine.engine import EmbeddingEngine, TextEncoder
 from service.metrics import Metrics
 from service.settings import ServiceSettings, read_key
@@ -105,13 +106,16 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
         # Loading or parity failures raise here, so the server refuses to start instead of serving a wrong model.
         loaded = encoder if encoder is not None else await asyncio.to_thread(_load_encoder, settings)
         b, lim = settings.batching, settings.limits
+        info = loaded.info
+        cache = QueryCache(fingerprint=info.fingerprint, max_entries=settings.cache.max_entries,
+                           max_bytes=settings.cache.max_bytes)
         engine = EmbeddingEngine(loaded, max_batch_tokens=b.max_batch_tokens, max_batch_size=b.max_batch_size,
                                  max_wait_ms=b.max_wait_ms, max_queue=b.max_queue, max_text_chars=lim.max_text_chars,
-                                 truncate=lim.truncate, metrics=state.metrics,
-                                 batch_overhead_tokens=b.overhead_tokens(loaded.info.device))
+                                 truncate=lim.truncate, metrics=state.metrics, cache=cache,
+                                 batch_overhead_tokens=b.overhead_tokens(info.device, info.batch_overhead_tokens))
         await engine.start()
-        info = engine.info
-        state.metrics.model_info.labels(info.model, info.device, info.dtype, str(info.dimension)).set(1)
+        state.metrics.model_info.labels(info.model, info.device, info.dtype, str(info.dimension),
+                                        str(info.threads or ""), info.selection).set(1)
         state.engine = engine
         state.readiness.engine_started = True
 
@@ -119,7 +123,7 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
             result = await engine.embed_many(texts)
             return result.vectors, result.truncated
 
-        set_threads(settings.threads())
+        set_threads(info.threads or settings.threads() or 1)  # FAISS search: the forward's count
         store = await asyncio.to_thread(_open_store, settings)
         state.metrics.store_reachable.set(1)
         registry = CorpusRegistry(store, IndexFiles(settings.data_dir / "indexes"), embed=embed,

@@ -66,8 +66,15 @@ class Metrics:
             "flipmatch_truncated_texts_total", "Texts truncated to the character or token limit.", registry=r
         )
         self.model_info = Gauge(
-            "flipmatch_model_info", "The served model (value is always 1).",
-            ["model", "device", "dtype", "dimension"], registry=r,
+            "flipmatch_model_info", "The served model and how its dtype and forward threads were chosen "
+            "(selection: requested or measured by the start-up calibration). Value is always 1.",
+            ["model", "device", "dtype", "dimension", "threads", "selection"], registry=r,
+        )
+        self.cache_hits = Counter(
+            "flipmatch_query_cache_hits_total", "Texts answered from the query embedding cache.", registry=r
+        )
+        self.cache_misses = Counter(
+            "flipmatch_query_cache_misses_total", "Texts looked up in the query cache and computed.", registry=r
         )
 
         # Shared store (PostgreSQL) only: how far this replica's snapshots are behind the change sequence.

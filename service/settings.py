@@ -7,7 +7,6 @@ Every field is also an environment variable: `FLIPMATCH_<FIELD>`, nested with `_
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -31,8 +30,9 @@ class BatchingSettings(_Section):
         None,
         ge=0,
         description="Fixed cost of one forward pass, in padded tokens: the batcher splits waiting texts into "
-        "similar-length batches when the padding saved exceeds it. None: 32 on CPU (measured: ~18 ms per pass "
-        "against ~0.6 ms per token on 2 cores), 512 on CUDA (kernel launches dominate short batches).",
+        "similar-length batches when the padding saved exceeds it. None: fitted on CPU from the start-up "
+        "calibration's timings (fixed ms per pass / ms per padded token, shown in /v1/info), else 32 on CPU and "
+        "512 on CUDA (kernel launches dominate short batches).",
     )
     max_wait_ms: float = Field(
         25,
@@ -44,11 +44,25 @@ class BatchingSettings(_Section):
         1024, ge=1, description="Texts waiting for a forward pass; beyond it requests get 429 + Retry-After."
     )
 
-    def overhead_tokens(self, device: str) -> float:
-        """batch_overhead_tokens, or the measured default for the device the encoder runs on."""
+    def overhead_tokens(self, device: str, measured: float | None = None) -> float:
+        """batch_overhead_tokens if set, else the calibration's fitted value, else the default for the device."""
         if self.batch_overhead_tokens is not None:
             return self.batch_overhead_tokens
+        if measured is not None:
+            return measured
         return 512.0 if device == "cuda" else 32.0
+
+
+class CacheSettings(_Section):
+    max_entries: int = Field(
+        10_000,
+        ge=0,
+        description="Query embeddings kept in the LRU cache (keyed on the model fingerprint and the text after "
+        "Unicode NFC and whitespace folding); 0 turns the cache off.",
+    )
+    max_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="Memory bound of the query cache (vectors plus keys), in bytes."
+    )
 
 
 class LimitsSettings(_Section):
@@ -169,16 +183,19 @@ class ServiceSettings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when available, else CPU."
     )
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+    dtype: Literal["auto", "float32", "float16", "bfloat16", "int8"] = Field(
         "auto",
-        description="auto: float16 (then bfloat16) on CUDA; on CPU bfloat16 where the CPU has native bf16 "
-        "(AVX512-BF16/AMX), else float32. Auto falls back to float32 when the probe parity check fails.",
+        description="auto on CPU: a start-up calibration times float32 and bfloat16 (and float16 on AVX512-FP16 "
+        "CPUs) and keeps the fastest that reproduces the model's probe vectors (cosine >= 0.999); shown in "
+        "/v1/info. auto on CUDA: float16, then bfloat16, then float32. int8 (CPU, opt-in): int8 joins the "
+        "calibration and is served only if it is the fastest and keeps cosine >= 0.99. An explicit float dtype is "
+        "used as given (no fallback).",
     )
     cpu_threads: int = Field(
         0,
         ge=0,
-        description="Threads for CPU forward passes and index search; 0: all cores but one, which is left to "
-        "HTTP and tokenization. On a 2-vCPU VM, 1 thread ran a 64-text MiniLM batch 2x faster than 2.",
+        description="Threads for CPU forward passes and index search; 0: measured at start-up (1 and all cores "
+        "are timed with each dtype and the faster kept).",
     )
     dev_mode: bool = Field(
         False, description="Open write routes when no admin key is configured. Never in production."
@@ -193,6 +210,7 @@ class ServiceSettings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings, description="Corpus store.")
     auth: AuthSettings = Field(default_factory=AuthSettings, description="API keys.")
     demo: DemoSettings = Field(default_factory=DemoSettings, description="Demo corpora.")
+    cache: CacheSettings = Field(default_factory=CacheSettings, description="Query embedding cache.")
 
     @model_validator(mode="after")
     def _queue_holds_one_request(self) -> ServiceSettings:
@@ -205,9 +223,9 @@ class ServiceSettings(BaseSettings):
             )
         return self
 
-    def threads(self) -> int:
-        """cpu_threads resolved: 0 means all cores but one."""
-        return self.cpu_threads or max(1, (os.cpu_count() or 2) - 1)
+    def threads(self) -> int | None:
+        """cpu_threads, or None when the start-up calibration should measure it."""
+        return self.cpu_threads or None
 
 
 def read_key(value: SecretStr | None, file: Path | None, *, setting: str = "the key file") -> str | None:

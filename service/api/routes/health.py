@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from service.api.deps import EngineDep, StateDep
 from service.api.schemas.common import ERROR_RESPONSES
-from service.api.schemas.info import HealthResponse, InfoResponse, StoreStatus
+from service.api.schemas.info import CalibrationCandidate, ComputeChoice, HealthResponse, InfoResponse, StoreStatus
 from service.metrics import CONTENT_TYPE_LATEST
 
 router = APIRouter(tags=["operations"])
@@ -43,7 +43,13 @@ async def metrics(state: StateDep) -> Response:
 
 @router.get("/v1/info", response_model=InfoResponse, responses=ERROR_RESPONSES)
 async def info(engine: EngineDep) -> InfoResponse:
-    """The served model: name, dimension, device, dtype, max length, fingerprint, default match threshold."""
+    """The served model: name, dimension, device, dtype, max length, fingerprint, default match threshold, and
+    the start-up calibration's measured choice of dtype and forward threads (`compute`)."""
     i = engine.info
-    return InfoResponse(model=i.model, dimension=i.dimension, device=i.device, dtype=i.dtype,
+    compute = ComputeChoice(
+        selection=i.selection, reason=i.reason, threads=i.threads, batch_overhead_tokens=i.batch_overhead_tokens,
+        calibration_seconds=i.calibration_seconds,
+        candidates=[CalibrationCandidate(dtype=c.dtype, threads=c.threads, ms=list(c.ms), min_cosine=c.min_cosine,
+                                         passed=c.passed) for c in i.calibration])
+    return InfoResponse(model=i.model, dimension=i.dimension, device=i.device, dtype=i.dtype, compute=compute,
                         max_seq_length=i.max_seq_length, fingerprint=i.fingerprint, match_threshold=i.match_threshold)

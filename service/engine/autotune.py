@@ -1,0 +1,96 @@
+"""Start-up calibration: time each candidate CPU configuration on a probe batch and check its vectors.
+
+Measures only; `device.select` decides. No torch here: the caller hands in a builder (dtype -> encoder), a
+thread setter and tokenized probes, so the loop is tested with fake encoders and a fake clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from service.engine.device import PARITY_MIN_COSINE, Candidate, Measurement
+
+logger = logging.getLogger(__name__)
+
+# FAQ-style questions (Banking77/MedQuAD-like lengths, 6-20 tokens): the timed batches and, for artifacts
+# without flipmatch.json probes, the texts whose fp32 vectors are the parity reference.
+CALIBRATION_TEXTS = (
+    "How do I reset my card PIN?",
+    "Why was I charged twice for the same purchase?",
+    "my card has not arrived yet, what should I do",
+    "What are the symptoms of iron deficiency anemia?",
+    "Can I change the currency of my account?",
+    "top up failed",
+    "How long does a bank transfer take to arrive from another country?",
+    "Is there a fee for using my card abroad?",
+    "What is the recommended treatment for high blood pressure in older adults?",
+    "I lost my phone, how do I freeze my account",
+    "Where can I see the exchange rate you applied?",
+    "Who should get the flu vaccine?",
+)
+
+
+class ProbeEncoder(Protocol):
+    def encode(self, batch: Sequence[Any]) -> np.ndarray: ...
+
+
+def min_cosine(got: np.ndarray, expected: np.ndarray) -> float:
+    num = (got * expected).sum(axis=1)
+    den = np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1) + 1e-12
+    return float((num / den).min()) if len(got) else 1.0
+
+
+def measure(
+    candidates: Sequence[Candidate],
+    *,
+    build: Callable[[str], ProbeEncoder],
+    set_threads: Callable[[int], None],
+    timed_batches: Sequence[Sequence[Any]],
+    parity_batch: Sequence[Any],
+    reference: np.ndarray,
+    rounds: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[list[Measurement], dict[str, ProbeEncoder]]:
+    """Time every candidate that passes parity on each of `timed_batches`, `rounds` times, interleaved (c1, c2,
+    ..., c1, c2, ...) so a drift of the machine touches every candidate alike; median per batch. Returns the
+    measurements and the built encoders by dtype (the caller keeps the chosen one, drops the rest)."""
+    encoders: dict[str, ProbeEncoder] = {}
+    cosines: dict[str, float] = {}
+    for dtype in dict.fromkeys(c.dtype for c in candidates):
+        encoders[dtype] = build(dtype)
+        cosines[dtype] = min_cosine(encoders[dtype].encode(parity_batch), reference)
+        logger.info("calibration parity dtype=%s min_cosine=%.5f", dtype, cosines[dtype])
+    timed = [c for c in candidates if cosines[c.dtype] >= PARITY_MIN_COSINE[c.dtype]]
+    shapes = tuple((len(b), max(_width(t) for t in b)) for b in timed_batches)
+    samples: dict[Candidate, list[list[float]]] = {c: [[] for _ in timed_batches] for c in timed}
+    for candidate in timed:  # warm-up: first-call allocations and lazy kernels per thread count
+        set_threads(candidate.threads)
+        for batch in timed_batches:
+            encoders[candidate.dtype].encode(batch)
+    for _ in range(rounds):
+        for candidate in timed:
+            set_threads(candidate.threads)
+            for i, batch in enumerate(timed_batches):
+                started = clock()
+                encoders[candidate.dtype].encode(batch)
+                samples[candidate][i].append(clock() - started)
+    measurements = []
+    for candidate in candidates:
+        if candidate in samples:
+            seconds = tuple(statistics.median(s) for s in samples[candidate])
+        else:  # failed parity: never timed, never chosen
+            seconds = tuple(float("inf") for _ in timed_batches)
+        measurements.append(Measurement(candidate, shapes, seconds, cosines[candidate.dtype]))
+        logger.info("calibration candidate=%s ms=%s min_cosine=%.5f", candidate,
+                    "/".join(f"{1000 * s:.1f}" for s in seconds), cosines[candidate.dtype])
+    return measurements, encoders
+
+
+def _width(item: Any) -> int:
+    return int(getattr(item, "n_tokens", 1))
