@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from service.api.schemas.common import RequestModel
-from service.api.schemas.corpora import Question
+from service.api.schemas.common import Text as Question
 from service.corpus.store import ENTRY_ID
 
 
