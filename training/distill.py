@@ -206,17 +206,6 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     def encode(texts: list[str]):
         return student.encode(texts, autocast_bf16=bf16)
 
-    eval_s = 0.0
-    if cfg.run.full_report:
-        student.use_readout = False  # zero-shot: the untouched LM's pooled hidden states (LoRA B is still 0)
-        started = time.perf_counter()
-        report["zero_shot"] = evaluate_all(encode, data.dev)
-        eval_s = time.perf_counter() - started  # first estimate of an in-loop evaluation's cost
-        student.use_readout = True
-    for stage in ("teacher_base", "teacher", "zero_shot"):
-        if stage in report:
-            logger.info("dev %-12s %s", stage, _fmt(report[stage]))
-
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     plan = StepPlan.create(cfg.optim.steps, cfg.optim.max_minutes)
@@ -249,6 +238,15 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
             prefix.nbytes / 2**20,
             prefix.seconds_filling,
         )
+    eval_s = 0.0
+    if cfg.run.full_report:
+        started = time.perf_counter()
+        report["zero_shot"] = _zero_shot(student, encode, data.dev)  # adapters off: also right after a resume
+        eval_s = time.perf_counter() - started  # after the dev prefill: what an in-loop evaluation costs
+    for stage in ("teacher_base", "teacher", "zero_shot"):
+        if stage in report:
+            logger.info("dev %-12s %s", stage, _fmt(report[stage]))
+
     texts_seen, step_times, first_step = 0, [], step
     bar = tqdm(total=plan.planned, initial=step, disable=rank != 0, desc="distill")
     student.train()
@@ -336,18 +334,18 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
 def _test_report(student, encode, scorer: TeacherScorer, data: TaskData, report: dict, thresholds: dict) -> dict:
     """Each model on the test sets, at the thresholds chosen on its own dev results."""
     return {
-        "test_zero_shot": _zero_shot(student, encode, data, thresholds_from(report["zero_shot"])),
+        "test_zero_shot": _zero_shot(student, encode, data.test, thresholds_from(report["zero_shot"])),
         "test_teacher": evaluate_all(scorer.embed, data.test, thresholds_from(report["teacher"])),
         "test_distilled": evaluate_all(encode, data.test, thresholds),
     }
 
 
-def _zero_shot(student: StudentEncoder, encode, data: TaskData, thresholds: dict[str, float]) -> dict[str, float]:
+def _zero_shot(student: StudentEncoder, encode, sets: list, thresholds: dict[str, float] | None = None) -> dict:
     """The untouched LM: block adapters disabled and no readout (pooled hidden states)."""
     student.use_readout = False
     try:
         with student.model.disable_adapter():
-            return evaluate_all(encode, data.test, thresholds)
+            return evaluate_all(encode, sets, thresholds)
     finally:
         student.use_readout = True
 
