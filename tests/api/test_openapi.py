@@ -13,7 +13,8 @@ from service.api.schemas.common import NON_BLANK
 ADMIN, QUERY = "openapi-admin-key-0123456789", "openapi-query-key-0123456789"
 READS = [("/v1/embeddings", "post"), ("/v1/match", "post"), ("/v1/corpora/{name}/search", "post"),
          ("/v1/corpora", "get"), ("/v1/corpora/{name}", "get"), ("/v1/corpora/{name}/entries", "get"),
-         ("/v1/corpora/{name}/entries/{entry_id}", "get"), ("/v1/corpora/{name}/export", "get")]
+         ("/v1/corpora/{name}/entries/{entry_id}", "get"), ("/v1/corpora/{name}/export", "get"),
+         ("/v1/corpora/{name}/calibration", "get")]
 
 
 def _operations(spec):
