@@ -46,7 +46,7 @@ class Replica:
         return [c.entry_id for c in self.registry.snapshot(corpus).search(query(text, embed), 3)[0]]
 
 
-async def until(check: Callable[[], Any], timeout: float = 10.0) -> None:
+async def until(check: Callable[[], Any], timeout: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
