@@ -102,7 +102,10 @@ def test_console_end_to_end(browser, live_server, tmp_path):
     # Browse and search entries: the filter narrows the page.
     type_into(driver, "filter", "pin")
     wait_for(driver, lambda d: len(d.find_elements("css selector", "#entries tr")) == 1, "filtered to one entry")
-    type_into(driver, "filter", "")
+    from selenium.webdriver.common.keys import Keys
+
+    driver.find_element("id", "filter").send_keys(Keys.BACKSPACE * 3)  # keystrokes fire the input event
+    wait_for(driver, lambda d: len(d.find_elements("css selector", "#entries tr")) == 8, "filter cleared")
 
     # Try a query: decision, candidates with scores, and where the threshold sits.
     type_into(driver, "try-query", "Where is my new card?")
@@ -115,6 +118,9 @@ def test_console_end_to_end(browser, live_server, tmp_path):
     assert rows and rows[0].text.startswith("card")  # the exact question scores 1.0
     assert driver.find_elements("css selector", "#try-plot #threshold-line")
     assert len(driver.find_elements("css selector", "#try-plot .score-dot")) == len(rows)
+    rows[0].click()  # a candidate opens in the editor
+    wait_for(driver, lambda d: d.find_element("id", "entry-id").get_attribute("value") == "card", "candidate edited")
+    assert "3-5 working days" in driver.find_element("id", "entry-answer").get_attribute("value")
     shot(driver, "console-try")
 
     # Calibrate: the thresholds change on the server and the curve is drawn.

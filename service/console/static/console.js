@@ -156,6 +156,8 @@
       cell(row, c.id);
       cell(row, c.matched_question);
       cell(row, fmt(c.score));
+      row.title = "edit this entry";
+      row.addEventListener("click", run(async () => edit(await api("GET", `/v1/corpora/${enc(current)}/entries/${enc(c.id)}`))));
       tbody.appendChild(row);
     }
     drawScores(result.candidates.map((c) => c.score), corpus.answer_threshold, corpus.clarify_margin);
