@@ -79,7 +79,8 @@ def encoder_table(enc: dict) -> str:
 def int8_table(int8: dict) -> str:
     rows = ["| int8 variant (in the order tried) | texts/s (batch 32, 1 thread) | min cosine | mean cosine | "
             f">= {int8['target_min_cosine']} |", "|---|---:|---:|---:|---|"]
-    rows += [f"| {r['variant']} | {r['texts_per_s']:.1f} | {r['min_cosine']:.4f} | {r['mean_cosine']:.4f} | "
+    rows += [f"| {r['variant']} | {'not timed' if r['texts_per_s'] is None else format(r['texts_per_s'], '.1f')} | "
+             f"{r['min_cosine']:.4f} | {r['mean_cosine']:.4f} | "
              f"{'yes' if r['meets_target'] else 'no'} |" for r in int8["rows"]]
     return "\n".join(rows) + "\n"
 
