@@ -38,8 +38,8 @@ def serve_tables(serve: dict) -> str:
         if main.get("candidates"):
             cand = ["| candidate | ms (1 text) | ms (8 texts) | min cosine | passed |", "|---|---:|---:|---:|---|"]
             for c in main["candidates"]:
-                ms = c["ms"] + [float("nan")] * (2 - len(c["ms"]))
-                cand.append(f"| {c['dtype']} / {c['threads']} thread(s) | {ms[0]:.1f} | {ms[1]:.1f} | "
+                ms = [f"{x:.1f}" for x in c["ms"]] + ["not timed"] * (2 - len(c["ms"]))
+                cand.append(f"| {c['dtype']} / {c['threads']} thread(s) | {ms[0]} | {ms[1]} | "
                             f"{c['min_cosine']:.5f} | {c['passed']} |")
             parts.append("\n".join(cand) + "\n")
     corpus = serve.get("corpus")
