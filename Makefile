@@ -48,7 +48,8 @@ clean:
 	rm -rf $(VENV) runs artifacts .pytest_cache
 
 ## Serving benchmark (issue 5): encoder variants, FAISS at 1M, then FlipMatch vs naive vs Infinity under load.
-## Results in bench/results (serve.md/json/png, encoder.json, faiss.json); docs/performance.md explains them.
+## Results in bench/results (serve.md/json/png, encoder.json, int8.json, faiss.json); `python -m bench.tables`
+## renders them for docs/performance.md.
 BENCH_MODEL ?= artifacts/flipmatch-default
 BENCH_DATA ?= ../shared/data
 BENCH_OUT ?= bench/results
@@ -59,6 +60,7 @@ BENCH_FLIPMATCH_ENV ?=
 BENCH_ROUNDS ?= 5
 bench-serve: setup
 	$(BIN)/python -m bench.encoder_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)
+	$(BIN)/python -m bench.int8_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)
 	$(BIN)/python -m bench.faiss_bench --out $(BENCH_OUT)
 	$(BIN)/python -m bench.serve_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT) \
 		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV) --rounds $(BENCH_ROUNDS) \

@@ -35,6 +35,7 @@ logger = logging.getLogger("bench.serve")
 ADMIN = "bench-admin-key"
 PARITY_TEXTS = 16
 NO_CACHE = {"FLIPMATCH_CACHE__MAX_ENTRIES": "0"}  # the headline: unique queries, no cache on any system
+CACHED = "flipmatch (query cache)"  # measured apart, on a Zipf replay
 
 
 def metric_values(system: systems.System, *names: str) -> dict[str, float]:
@@ -94,26 +95,24 @@ def measure_corpus(url: str, train: list[str], args: argparse.Namespace, queries
 
 def start_all(candidates: list[systems.System], stack: contextlib.ExitStack, args: argparse.Namespace,
               tmp_path: Path, model: Path, notes: dict[str, str]) -> list[systems.System]:
-    """Start every system (all stay up for the interleaved rounds); Infinity retries once on an ST3 copy."""
-    up = []
-    for system in candidates:
-        slug = "".join(c if c.isalnum() else "-" for c in system.name).strip("-")
-        try:
-            stack.enter_context(systems.running(system, args.out / f"server-{slug}.log"))
-            up.append(system)
-        except RuntimeError as err:
-            notes[system.name] = str(err)[-1500:]
-            logger.error("%s could not be started: %s", system.name, str(err)[-1500:])
-            if system.name == "infinity":  # sentence-transformers 3.x spelling of the same model
-                compat = systems.st_compat_copy(model, tmp_path / "st3-compat" / model.name)
-                retry = systems.infinity(Path(system.command[0]), compat, "flipmatch-default")
-                retry.name = "infinity (ST3 module names)"
-                try:
-                    stack.enter_context(systems.running(retry, args.out / "server-infinity-compat.log"))
-                    up.append(retry)
-                except RuntimeError as err2:
-                    notes[retry.name] = str(err2)[-1500:]
-                    logger.error("%s could not be started either: %s", retry.name, str(err2)[-1500:])
+    """Start every system at once (all stay up for the interleaved rounds); Infinity retries once on an ST3 copy."""
+    def log(system: systems.System) -> Path:
+        return args.out / f"server-{''.join(c if c.isalnum() else '-' for c in system.name).strip('-')}.log"
+
+    up, failed = stack.enter_context(systems.running_all([(s, log(s)) for s in candidates],
+                                                         timeout=args.start_timeout))
+    for name, why in failed.items():
+        notes[name] = why
+        logger.error("%s could not be started: %s", name, why)
+    infinity = next((s for s in candidates if s.name == "infinity" and s.name in failed), None)
+    if infinity is not None:  # sentence-transformers 3.x spelling of the same model
+        compat = systems.st_compat_copy(model, tmp_path / "st3-compat" / model.name)
+        retry = systems.infinity(Path(infinity.command[0]), compat, "flipmatch-default")
+        retry.name = "infinity (ST3 module names)"
+        more, failed_again = stack.enter_context(systems.running_all([(retry, log(retry))],
+                                                                     timeout=args.start_timeout))
+        up += more
+        notes.update(failed_again)
     return up
 
 
@@ -128,7 +127,8 @@ def measure_headline(up: list[systems.System], queries: list[str], args: argpars
     ratios: dict[str, object] = {}
     batches: dict[str, float] = {}
     for concurrency in args.concurrency:
-        here = [s for s in up if not s.name.startswith("flipmatch (") or concurrency in args.variant_concurrency]
+        here = [s for s in up if s.name != CACHED and (not s.name.startswith("flipmatch (")
+                                                          or concurrency in args.variant_concurrency)]
         before = {s.name: metric_values(s, "flipmatch_batch_size_count", "flipmatch_batch_size_sum")
                   for s in here if s.name.startswith("flipmatch")}
         samples: Samples = run_rounds(here, lambda i: queries[i % len(queries)], concurrency=concurrency,
@@ -176,6 +176,7 @@ def main() -> None:
     parser.add_argument("--level-seconds", type=float, default=15.0, help="duration cap of the corpus levels")
     parser.add_argument("--bulk-texts", type=int, default=1000)
     parser.add_argument("--zipf-exponent", type=float, default=1.0)
+    parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds for a server to get ready")
     parser.add_argument("--infinity-venv", type=Path, default=Path.home() / ".cache" / "flipmatch" / "infinity-venv",
                         help="its own venv (its pins clash with ours); created on first use")
     parser.add_argument("--skip", nargs="*", default=[], choices=["naive", "infinity", "flipmatch", "cache"])
@@ -214,6 +215,11 @@ def main() -> None:
                 variant = systems.flipmatch(model, tmp_path / f"fm-variant-{n}", ADMIN, **variant_env)
                 variant.name = f"flipmatch ({label})"
                 candidates.append(variant)
+        if "flipmatch" not in args.skip and "cache" not in args.skip:
+            cached = systems.flipmatch(model, tmp_path / "fm-cache", ADMIN,
+                                       **{k: v for k, v in env.items() if k not in NO_CACHE})
+            cached.name = CACHED
+            candidates.append(cached)
         if "infinity" not in args.skip:
             exe, how = systems.ensure_infinity(args.infinity_venv.resolve(), args.out / "infinity-install.log")
             notes["infinity_install"] = how
@@ -229,12 +235,9 @@ def main() -> None:
         main_fm = next((s for s in up if s.name == "flipmatch"), None)
         if main_fm is not None:
             extra["corpus"] = measure_corpus(main_fm.url, train, args, queries)
-            if "cache" not in args.skip:
-                cached = systems.flipmatch(model, tmp_path / "fm-cache", ADMIN,
-                                           **{k: v for k, v in env.items() if k not in NO_CACHE})
-                cached.name = "flipmatch (query cache)"
-                with systems.running(cached, args.out / "server-flipmatch-query-cache.log"):
-                    extra["query_cache"] = measure_cache(cached, main_fm, queries, args)
+            cached = next((s for s in up if s.name == CACHED), None)
+            if cached is not None:
+                extra["query_cache"] = measure_cache(cached, main_fm, queries, args)
     reference = probe_vectors.get("naive ST.encode")
     if reference is not None:  # same model, same texts: every system should give the same vectors
         extra["min_cosine_vs_sentence_transformers"] = {name: min_cosine(v, reference)

@@ -38,8 +38,8 @@ def serve_tables(serve: dict) -> str:
         if main.get("candidates"):
             cand = ["| candidate | ms (1 text) | ms (8 texts) | min cosine | passed |", "|---|---:|---:|---:|---|"]
             for c in main["candidates"]:
-                ms = c["ms"] + [float("nan")] * (2 - len(c["ms"]))
-                cand.append(f"| {c['dtype']} / {c['threads']} thread(s) | {ms[0]:.1f} | {ms[1]:.1f} | "
+                ms = [f"{x:.1f}" for x in c["ms"]] + ["not timed"] * (2 - len(c["ms"]))
+                cand.append(f"| {c['dtype']} / {c['threads']} thread(s) | {ms[0]} | {ms[1]} | "
                             f"{c['min_cosine']:.5f} | {c['passed']} |")
             parts.append("\n".join(cand) + "\n")
     corpus = serve.get("corpus")
@@ -79,7 +79,8 @@ def encoder_table(enc: dict) -> str:
 def int8_table(int8: dict) -> str:
     rows = ["| int8 variant (in the order tried) | texts/s (batch 32, 1 thread) | min cosine | mean cosine | "
             f">= {int8['target_min_cosine']} |", "|---|---:|---:|---:|---|"]
-    rows += [f"| {r['variant']} | {r['texts_per_s']:.1f} | {r['min_cosine']:.4f} | {r['mean_cosine']:.4f} | "
+    rows += [f"| {r['variant']} | {'not timed' if r['texts_per_s'] is None else format(r['texts_per_s'], '.1f')} | "
+             f"{r['min_cosine']:.4f} | {r['mean_cosine']:.4f} | "
              f"{'yes' if r['meets_target'] else 'no'} |" for r in int8["rows"]]
     return "\n".join(rows) + "\n"
 

@@ -55,11 +55,13 @@ def measure(
     parity_batch: Sequence[Any],
     reference: np.ndarray,
     rounds: int = 3,
+    budget_s: float = 5.0,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[list[Measurement], dict[str, ProbeEncoder]]:
-    """Time every candidate that passes parity on each of `timed_batches`, `rounds` times, interleaved (c1, c2,
-    ..., c1, c2, ...) so a drift of the machine touches every candidate alike; median per batch. Returns the
-    measurements and the built encoders by dtype (the caller keeps the chosen one, drops the rest)."""
+    """Time every candidate that passes parity on each of `timed_batches`, up to `rounds` times, interleaved (c1,
+    c2, ..., c1, c2, ...) so a drift of the machine touches every candidate alike; median per batch. Rounds stop
+    early once the timing has used `budget_s` (at least one round always runs): on a crowded machine start-up
+    must not stall. Returns the measurements and the built encoders by dtype (the caller keeps the chosen one)."""
     encoders: dict[str, ProbeEncoder] = {}
     cosines: dict[str, float] = {}
     for dtype in dict.fromkeys(c.dtype for c in candidates):
@@ -73,7 +75,12 @@ def measure(
         set_threads(candidate.threads)
         for batch in timed_batches:
             encoders[candidate.dtype].encode(batch)
-    for _ in range(rounds):
+    started = clock()
+    for round_ in range(rounds):
+        if round_ and clock() - started > budget_s:
+            logger.warning("calibration stopped after %d of %d rounds (timing budget %.1f s used)", round_, rounds,
+                           budget_s)
+            break
         for candidate in timed:
             set_threads(candidate.threads)
             for i, batch in enumerate(timed_batches):

@@ -35,13 +35,13 @@ class Timed:
         return np.zeros((len(batch), 4), np.float32)
 
 
-def run(candidates):
+def run(candidates, budget_s=5.0):
     clock, threads, log = FakeClock(), [1], []
     batches = [[TokenizedText((1,) * 10, None, False)], [TokenizedText((1,) * 16, None, False)] * 8]
     measurements, encoders = measure(
         candidates, build=lambda dtype: Timed(dtype, clock, threads, log),
         set_threads=lambda n: threads.__setitem__(0, n), timed_batches=batches,
-        parity_batch=["parity"] * 3, reference=REFERENCE, rounds=3, clock=clock)
+        parity_batch=["parity"] * 3, reference=REFERENCE, rounds=3, budget_s=budget_s, clock=clock)
     return measurements, encoders, log
 
 
@@ -68,3 +68,10 @@ def test_rounds_interleave_candidates_and_report_medians():
     assert choice.candidate == Candidate("int8", 1)
     assert choice.cost_model is not None
     assert choice.cost_model.overhead_tokens == pytest.approx(0.01 / 0.3e-3)  # fixed 10 ms / 0.3 ms per token
+
+
+def test_a_slow_machine_stops_after_the_budget_with_at_least_one_round():
+    candidates = [Candidate("float32", 1), Candidate("int8", 1)]
+    measurements, _, log = run(candidates, budget_s=0.0)
+    assert len(log) == 4 + 4  # warm-up, then one round only
+    assert all(m.passes and all(s > 0 for s in m.seconds) for m in measurements)
