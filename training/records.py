@@ -56,7 +56,8 @@ def save_record(key: str, record: dict, results: Path = RESULTS, readme: Path = 
 
 def preset_table(data: dict) -> str:
     lines = [
-        "| preset | test | teacher | student | wall (2 cores) | steps run / planned (configured) | schedule completed |",
+        "| preset | test | teacher | student | wall (2 cores) | steps run / planned (configured) "
+        "| schedule completed |",
         "|---|---|---|---|---|---|---|",
     ]
     for key, name in (("default_run", "`default` (`make distill`)"), ("long_run", "`long` (`make distill-long`)")):
