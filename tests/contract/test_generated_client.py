@@ -1,15 +1,20 @@
 """The OpenAPI document as a contract: a client generated from the live server's /openapi.json by
-openapi-python-client (a dev extra) creates a corpus, upserts, imports, searches and exports against the real
-server on 127.0.0.1. If the document stops describing what the server does, generation or a call fails."""
+openapi-python-client (a dev extra) creates a corpus, upserts, searches and exports against the real server on
+127.0.0.1. If the document stops describing what the server does, generation or a call fails.
+
+The import operation (two file bodies, text/csv and application/x-ndjson) is generated too, but
+openapi-python-client 0.29 writes a module for a multi-media-type body that does not import (its signature names
+`Unset` without importing it), so the import goes through the generated client's own HTTP session, with its
+base URL and token, as the documented media types."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -49,10 +54,16 @@ def client_package(live_service, tmp_path_factory):
         sys.path.remove(str(root))
 
 
+def spec_body(package, media: str) -> bytes:
+    """The import example the document gives for `media` (so the document's own example must import)."""
+    spec = json.loads((Path(package.__file__).parents[1] / "openapi.json").read_text())
+    return spec["paths"]["/v1/corpora/{name}/import"]["post"]["requestBody"]["content"][media]["example"].encode()
+
+
 def test_generated_client_round_trip(client_package, live_service):
     from flipmatch_client import AuthenticatedClient
     from flipmatch_client.api.corpora import create_corpus, get_corpus
-    from flipmatch_client.api.entries import export_entries, import_entries, upsert_entries, upsert_entry
+    from flipmatch_client.api.entries import export_entries, upsert_entries, upsert_entry
     from flipmatch_client.api.search import search_corpus
     from flipmatch_client.models import (
         CorpusCreate,
@@ -64,7 +75,6 @@ def test_generated_client_round_trip(client_package, live_service):
         SearchResponse,
         WriteResponse,
     )
-    from flipmatch_client.types import File
 
     client = AuthenticatedClient(base_url=live_service, token=ADMIN, raise_on_unexpected_status=True)
     created = create_corpus.sync_detailed(client=client, body=CorpusCreate(name="cards", answer_threshold=0.5))
@@ -78,9 +88,10 @@ def test_generated_client_round_trip(client_package, live_service):
     one = upsert_entry.sync("cards", "arrival", client=client,
                             body=EntryFields(question="When will my card arrive?", answer="In 3-5 days."))
     assert isinstance(one, WriteResponse) and one.entries == 1
-    jsonl = json.dumps({"id": "fee", "question": "Is there a card fee?", "answer": "No."}) + "\n"
-    imported = import_entries.sync("cards", client=client, body=File(payload=io.BytesIO(jsonl.encode())))
-    assert isinstance(imported, WriteResponse) and imported.entries == 1
+    body = spec_body(client_package, "text/csv")
+    imported = client.get_httpx_client().post("/v1/corpora/cards/import", content=body,
+                                              headers={"Content-Type": "text/csv"})
+    assert imported.status_code == 200 and WriteResponse.from_dict(imported.json()).entries == 1
     assert get_corpus.sync("cards", client=client).entries == 4
 
     found = search_corpus.sync("cards", client=client, body=SearchRequest(query="I lost my card", top_k=2))
@@ -91,5 +102,5 @@ def test_generated_client_round_trip(client_package, live_service):
     exported = export_entries.sync_detailed("cards", client=client, format_=ExportEntriesFormat.JSONL)
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("application/x-ndjson")
     rows = [json.loads(line) for line in exported.content.decode().splitlines()]
-    assert sorted(r["id"] for r in rows) == ["arrival", "fee", "lost", "pin"]
+    assert sorted(r["id"] for r in rows) == ["a1", "arrival", "lost", "pin"]
     assert next(r for r in rows if r["id"] == "pin")["alt_questions"] == ["forgot my pin"]

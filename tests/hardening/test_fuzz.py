@@ -55,7 +55,11 @@ def servers(
             server = LiveServer(tiny_artifact, root / "data", root / "server.log", FLIPMATCH_DEMO__PRELOAD="false",
                                 FLIPMATCH_LOG_LEVEL="warning", **extra)
             started[config] = server
-            server.start(timeout=300)  # generous: a busy CI machine starts python + torch slowly
+            url = server.start(timeout=300)  # generous: a busy CI machine starts python + torch slowly
+            # The first /openapi.json builds the document; on a starved machine that outlasted the CLI's schema
+            # download ("Schema Loading Error"). Built here, it is cached before the CLI asks.
+            with urllib.request.urlopen(f"{url}/openapi.json", timeout=300) as response:
+                assert response.status == 200
         return started[config]
 
     yield get
@@ -81,7 +85,8 @@ def test_schemathesis_cli_finds_nothing(servers, config, key, tmp_path):
     report = tmp_path / "report.json"
     command = [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
                "--checks", "all", "--phases", ",".join(PHASES), "--max-examples", str(EXAMPLES[key]),
-               "--seed", "20261129", "--workers", "1", "--request-timeout", "60", "--no-color",
+               "--seed", "20261129", "--workers", "1", "--request-timeout", "60", "--wait-for-schema", "120",
+               "--no-color",
                "--report", "json", "--report-json-path", str(report)]
     if KEYS[key]:
         command += ["-H", f"Authorization: Bearer {KEYS[key]}"]
@@ -92,6 +97,7 @@ def test_schemathesis_cli_finds_nothing(servers, config, key, tmp_path):
     output = run.stdout + run.stderr
     assert report.exists(), output[-6000:]
     result = json.loads(report.read_text())
+    assert result["complete"] and result["errors"] == [], output[-6000:]
     after = _statuses(server.url)
     statuses = {s: int(after.get(s, 0) - before.get(s, 0)) for s in sorted(after) if after[s] > before.get(s, 0)}
     # /openapi.json itself is one of the requests counted; every operation of the document was tested.
@@ -107,6 +113,8 @@ def test_schemathesis_cli_finds_nothing(servers, config, key, tmp_path):
     assert run.returncode == 0, output[-6000:]
     assert operations["tested"] == operations["total"] >= 19
     assert {p: result["phases"][p]["status"] for p in PHASES} == dict.fromkeys(PHASES, "success"), output[-3000:]
-    assert links and int(links.group(1)) > 0, "the stateful phase followed no link"
+    assert links, output[-3000:]
+    if key == "admin":  # only the admin key can create the corpora and entries the links start from
+        assert int(links.group(1)) > 0, "the stateful phase followed no link"
     assert not any(int(s) >= 500 for s in statuses), statuses
     assert sum(statuses.values()) >= 300
