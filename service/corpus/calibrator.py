@@ -23,7 +23,7 @@ from service.corpus import calibration
 from service.corpus.registry import CorpusRegistry, EmbedFn
 from service.corpus.snapshot import unit_rows
 from service.corpus.store import VectorRows
-from service.errors import InvalidInput, NotReady
+from service.errors import Conflict, InvalidInput, NotReady
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,9 @@ class Calibrator:
                            retry_after_s=30)
         rows = await self._registry.stored_vectors(name)
         if not len(rows.ids):
-            raise InvalidInput(f"corpus {name!r} has no entries to calibrate against; add entries first",
-                               code="empty_corpus")
+            # The request is well formed; the corpus's state is what stands in the way: 409, not 422.
+            raise Conflict(f"corpus {name!r} has no entries to calibrate against; add entries first",
+                           code="empty_corpus")
         return rows
 
     async def _negatives(self, name: str) -> tuple[np.ndarray, dict[str, int]]:

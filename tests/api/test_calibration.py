@@ -90,7 +90,7 @@ def test_bad_calibration_requests(client, api, tmp_path):
     assert client.post("/v1/corpora/nope/calibrate").status_code == 404
     assert client.post("/v1/corpora", json={"name": "empty"}).status_code == 201
     empty = client.post("/v1/corpora/empty/calibrate")
-    assert empty.status_code == 422 and empty.json()["error"]["code"] == "empty_corpus"
+    assert empty.status_code == 409 and empty.json()["error"]["code"] == "empty_corpus"
     missing = client.get("/v1/corpora/empty/calibration")
     assert missing.status_code == 404 and "calibrate" in missing.json()["error"]["message"]
     seeded(client)
