@@ -10,7 +10,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Characters no tokenizer, database or UTF-8 encoder accepts in text: half UTF-16 pairs ("\ud800", which JSON may
+# escape and Python decodes) and NUL (PostgreSQL text and jsonb refuse it; SQLite C strings end at it).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 # A text must hold a character outside this class: exactly the characters Python's str.isspace() (and so
 # str.strip()) treats as blank, spelled out so JSON Schema validators (ECMA-262 regexes) agree with the server.
@@ -20,26 +22,26 @@ NON_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u
 LIMIT = "x-flipmatch-limit"
 
 
-def _replace_surrogates(value: Any) -> Any:
+def _replace_unstorable(value: Any) -> Any:
     if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
+        return _UNSTORABLE.sub("\ufffd", value)
     if isinstance(value, list):
-        return [_replace_surrogates(v) for v in value]
+        return [_replace_unstorable(v) for v in value]
     if isinstance(value, dict):
-        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+        return {_replace_unstorable(k): _replace_unstorable(v) for k, v in value.items()}
     return value
 
 
 class RequestModel(BaseModel):
-    """Base of every request body: unknown fields are errors, and half UTF-16 pairs ("\\ud800", which JSON may
-    escape and Python decodes to a string no tokenizer, database or UTF-8 encoder accepts) become U+FFFD."""
+    """Base of every request body: unknown fields are errors, and characters no store can keep (half UTF-16 pairs
+    and NUL) become U+FFFD on every store, so what a write acknowledges is what reads back."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="before")
     @classmethod
-    def _no_lone_surrogates(cls, data: Any) -> Any:
-        return _replace_surrogates(data)
+    def _storable_text(cls, data: Any) -> Any:
+        return _replace_unstorable(data)
 
 
 class Usage(BaseModel):
