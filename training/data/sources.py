@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from training.config import DataConfig
-from training.data.pairs import Pair, PairSet, RetrievalSet, TaskData, read_pairs
+from training.data.pairs import Pair, PairSet, RetrievalSet, TaskData, eval_texts, read_pairs
 
 EmbedFn = Callable[[list[str]], np.ndarray]  # texts -> (N, D) L2-normalised
+logger = logging.getLogger(__name__)
 
 
 def _need(path: Path) -> Path:
@@ -180,6 +182,24 @@ def load_task_data(cfg: DataConfig, embed: EmbedFn) -> TaskData:
             data.extend(SOURCES[name](cfg, embed))
         else:
             raise ValueError(f"data.sources: unknown source {name!r}; known: {sorted(SOURCES)} or file:<path>")
+    data.train, dropped = without_eval_texts(data.train, [*data.dev, *data.test])
+    if dropped:
+        logger.info("dropped %d training units that share a text with a dev or test set", dropped)
     if not data.train:
         raise ValueError("data.sources produced no training pairs")
     return data
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def without_eval_texts(
+    units: list[tuple[Pair, ...]], sets: list[PairSet | RetrievalSet]
+) -> tuple[list[tuple[Pair, ...]], int]:
+    """Drop every training unit with a text (case and whitespace folded) that some dev or test set embeds. The
+    datasets repeat texts across their own splits (6 Banking77 test questions are also train questions; MQP
+    reuses rewrites across questions), and across sources; a split by row or by group alone lets them through."""
+    held = {_folded(t) for t in eval_texts(sets)}
+    kept = [u for u in units if not any(_folded(t) in held for p in u for t in (p.text_a, p.text_b))]
+    return kept, len(units) - len(kept)

@@ -6,8 +6,8 @@ import pytest
 
 from training.config import DataConfig
 from training.data.batches import UnitSampler, label_matrix
-from training.data.pairs import Pair, read_pairs
-from training.data.sources import load_task_data
+from training.data.pairs import Pair, PairSet, RetrievalSet, eval_texts, read_pairs
+from training.data.sources import load_task_data, without_eval_texts
 
 
 def test_read_pairs_csv_with_custom_columns(tmp_path):
@@ -66,9 +66,25 @@ def test_sources_build_splits_without_leakage(tiny_data_dir):
     train_texts = {p.text_a for unit in data.train for p in unit} | {p.text_b for unit in data.train for p in unit}
     assert not set(banking_dev.queries) & train_texts
     assert not set(banking_dev.queries) & set(banking_dev.corpus_texts)
+    # No dev or test text of any source reaches training, even where the dataset repeats a text across its own
+    # splits (the tiny Banking77 test split repeats train questions word for word, as the real one does 6 times).
+    assert {d.name for d in data.test} == {"banking77", "mqp"}
+    folded = {" ".join(t.lower().split()) for t in train_texts}
+    for evaluation in [*data.dev, *data.test]:
+        assert not {" ".join(t.lower().split()) for t in eval_texts([evaluation])} & folded, evaluation.name
     for unit in data.train:
         assert unit[0].text_a == unit[-1].text_a  # an anchor's pairs stay together
     assert {d.name for d in data.dev} == {"banking77", "mqp"}
+
+
+def test_units_sharing_a_text_with_an_evaluation_are_dropped_whole():
+    units = [(Pair("keep me", "fine", 1), Pair("keep me", "other", 0)),
+             (Pair("anchor", "Where  is my CARD", 1), Pair("anchor", "unrelated", 0)),
+             (Pair("dose of drug 3", "x", 0),)]
+    sets = [RetrievalSet("b", ["faq"], ["l"], ["where is my card"], ["l"]),
+            PairSet("m", [Pair("dose of drug 3", "y", 0)])]
+    kept, dropped = without_eval_texts(units, sets)
+    assert kept == units[:1] and dropped == 2
 
 
 def test_unknown_source_and_missing_data_fail_fast(tmp_path):
