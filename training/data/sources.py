@@ -50,7 +50,8 @@ def banking77(cfg: DataConfig, embed: EmbedFn) -> TaskData:
     dev_q, dev_l, faq_t, faq_l = [], [], [], []
     pool: list[tuple[str, str]] = []
     for intent, texts in train.items():
-        texts = texts[:]
+        reserved = set(list(dict.fromkeys(texts))[: cfg.reserved_per_intent])  # the demo corpus's questions
+        texts = [t for t in texts if t not in reserved]
         rng.shuffle(texts)
         n_dev, n_faq = cfg.dev_queries_per_intent, cfg.faq_alternates_per_intent
         dev_q += texts[:n_dev]

@@ -119,3 +119,26 @@ def test_order_seed_changes_the_batch_order_only():
     same = UnitSampler(units, 4, seed=13).batch(0), UnitSampler(units, 4, seed=13).batch(0)
     other = UnitSampler(units, 4, seed=43).batch(0)
     assert same[0] == same[1] and other != same[0]
+
+
+def test_the_demo_corpus_questions_never_reach_training(tiny_data_dir):
+    """The service's demo corpus is the first question + alternates per intent of Banking77 train; with
+    data.reserved_per_intent covering them, no demo text is a training, dev or FAQ text, so self-calibrating the
+    demo corpus measures the student on questions it has not seen."""
+    import numpy as np
+
+    from service.demo import banking77_entries
+
+    def fake_embed(texts):
+        v = np.random.default_rng(len(texts)).normal(size=(len(texts), 8)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    cfg = DataConfig(data_dir=str(tiny_data_dir), sources=["banking77"], dev_queries_per_intent=2,
+                     faq_alternates_per_intent=2, reserved_per_intent=6)
+    data = load_task_data(cfg, fake_embed)
+    demo = {t for e in banking77_entries(tiny_data_dir, max_alternates=5) for t in (e.question, *e.alt_questions)}
+    trained = {t for unit in data.train for p in unit for t in (p.text_a, p.text_b)}
+    assert len(demo) == 4 * 6 and trained and not demo & trained
+    assert not demo & set(eval_texts(data.dev))
+    unreserved = load_task_data(cfg.model_copy(update={"reserved_per_intent": 0}), fake_embed)
+    assert demo & {t for unit in unreserved.train for p in unit for t in (p.text_a, p.text_b)}
