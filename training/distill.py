@@ -16,7 +16,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from training.config import TrainConfig
-from training.data.batches import UnitSampler, label_matrix
+from training.data.batches import label_matrix
+from training.data.mix import make_sampler
 from training.data.pairs import TaskData
 from training.data.sources import load_task_data
 from training.evaluate.evaluators import evaluate_all, thresholds_from
@@ -211,7 +212,7 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     scheduler = make_scheduler(optimizer, plan, cfg.optim.warmup)
     loss_fn = FlipLoss(cfg.loss)
     order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed
-    sampler = UnitSampler(data.train, cfg.optim.batch_pairs, order_seed, rank, world)
+    sampler = make_sampler(data, cfg.data, cfg.optim.batch_pairs, order_seed, rank, world)
     step, best = 0, float("-inf")
     if cfg.run.resume and run.checkpoint.exists():
         step, best, extra = run.load_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler)

@@ -145,6 +145,10 @@ def medical_rqe(cfg: DataConfig, embed: EmbedFn) -> TaskData:  # noqa: ARG001
         return units
 
     train, valid = read("rqe_train.jsonl"), read("rqe_validation.jsonl")
+    # No validation text in training; and chq == faq pairs (1,454 of the train positives) teach nothing:
+    # both sides are one string, so teacher and student score them 1 already.
+    banned = {t for unit in valid for p in unit for t in (p.text_a, p.text_b)}
+    train = [u for u in train if u[0].text_a != u[0].text_b and not {u[0].text_a, u[0].text_b} & banned]
     random.Random(cfg.seed).shuffle(train)
     half = len(valid) // 2
     return TaskData(
@@ -168,18 +172,56 @@ SOURCES: dict[str, Callable[[DataConfig, EmbedFn], TaskData]] = {
     "medical_question_pairs": medical_question_pairs,
     "medical_rqe": medical_rqe,
 }
+UNLABELLED = "unlabelled"  # the text-pool source: built from other sources' training texts
+
+
+def _registry() -> dict[str, Callable[[DataConfig, EmbedFn], TaskData]]:
+    from training.data.broad import bank_faq_hdfc, medquad_qa, stsbenchmark  # imports this module
+
+    return {**SOURCES, "medquad_qa": medquad_qa, "bank_faq_hdfc": bank_faq_hdfc, "stsbenchmark": stsbenchmark}
+
+
+def _check_sources(cfg: DataConfig, known: dict) -> None:
+    for name in [*cfg.sources, *(cfg.unlabelled_from if UNLABELLED in cfg.sources else [])]:
+        if not name.startswith("file:") and name not in known and name != UNLABELLED:
+            raise ValueError(
+                f"data.sources: unknown source {name!r}; known: {sorted(known)}, {UNLABELLED} or file:<path>"
+            )
+    if cfg.mix:
+        missing, extra = set(cfg.sources) - set(cfg.mix), set(cfg.mix) - set(cfg.sources)
+        if missing or extra:
+            raise ValueError(
+                f"data.mix must give a weight to every source in data.sources and nothing else; "
+                f"missing {sorted(missing)}, not a source {sorted(extra)}"
+            )
+        bad = {k: v for k, v in cfg.mix.items() if not v > 0}
+        if bad:
+            raise ValueError(f"data.mix weights must be > 0 (drop the source from data.sources instead): {bad}")
 
 
 def load_task_data(cfg: DataConfig, embed: EmbedFn) -> TaskData:
-    """Build train units and eval sets from every configured source (checked before any model loads)."""
+    """Build train units and eval sets from every configured source (checked before any model loads).
+    `data.origin` names each training unit's source, for data.mix."""
+    known = _registry()
+    _check_sources(cfg, known)
+    loaded: dict[str, TaskData] = {}
+
+    def load(name: str) -> TaskData:
+        if name not in loaded:
+            path = name.removeprefix("file:")
+            loaded[name] = user_file(path, cfg) if name.startswith("file:") else known[name](cfg, embed)
+        return loaded[name]
+
     data = TaskData()
     for name in cfg.sources:
-        if name.startswith("file:"):
-            data.extend(user_file(name.removeprefix("file:"), cfg))
-        elif name in SOURCES:
-            data.extend(SOURCES[name](cfg, embed))
+        if name == UNLABELLED:
+            from training.data.unlabelled import pool_units
+
+            part = TaskData(train=pool_units([load(n) for n in cfg.unlabelled_from], cfg, embed))
         else:
-            raise ValueError(f"data.sources: unknown source {name!r}; known: {sorted(SOURCES)} or file:<path>")
+            part = load(name)
+        data.extend(part)
+        data.origin += [name] * len(part.train)
     if not data.train:
         raise ValueError("data.sources produced no training pairs")
     return data
