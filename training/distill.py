@@ -21,6 +21,7 @@ from training.data.mix import make_sampler
 from training.data.pairs import TaskData
 from training.data.sources import load_task_data
 from training.evaluate.evaluators import evaluate_all, thresholds_from
+from training.generative import generative_loss
 from training.hardware import choose_device, resolve_bf16
 from training.losses.combined import FlipLoss
 from training.losses.filter import calibrated_thresholds
@@ -111,6 +112,12 @@ def forward_backward(
     emb = nn.functional.normalize(emb.float(), dim=-1)
     sim_student = emb[: len(pairs)] @ emb[len(pairs) :].T  # (B, B)
     parts = loss_fn(sim_student, sim_teacher, labels)
+    if loss_fn.cfg.generative_weight > 0:  # the decoder reading: yes/no through the LM head (its LoRA B)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            gen = generative_loss(student, pairs, device)
+        if gen is not None:
+            parts["gen"] = gen.float()
+            parts["total"] = parts["total"] + loss_fn.cfg.generative_weight * parts["gen"]
     parts["total"].backward()
     return parts
 
@@ -257,7 +264,7 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
         logged = {k: float(v.detach()) for k, v in parts.items()}
         logged.update(lr=scheduler.get_last_lr()[0], texts_per_s=2 * len(pairs) / step_times[-1])
         bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items() if k in ("total", "sup", "dist", "mcl", "lr")})
+        bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items() if k in ("total", "sup", "dist", "mcl", "gen", "lr")})
         if rank == 0 and step % cfg.run.log_every == 0:
             run.log_scalars(step, logged)
             logger.info("step %d/%d %s", step, plan.planned, _fmt(logged))
