@@ -8,7 +8,7 @@ import asyncio
 import hmac
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -60,6 +60,7 @@ class AppState:
     readiness: Readiness = field(default_factory=Readiness)
     engine: EmbeddingEngine | None = None
     registry: CorpusRegistry | None = None
+    reranker: Any = None  # engine.reranker.MatchReranker when the model has a match head (not imported: torch)
 
 
 def get_state(request: Request) -> AppState:

@@ -23,6 +23,17 @@ def _question(text: str) -> str:
 Question = Annotated[str, AfterValidator(_question)]
 
 
+class RerankSettings(RequestModel):
+    enabled: bool = Field(False, description="Reorder the top_k search candidates by the model's match head "
+                          "(needs a model exported with a match_head; see docs/artifact.md).")
+    top_k: int = Field(_DEFAULTS.rerank_top_k, ge=1, le=100, description="Candidates the match head scores per "
+                       "query; a search fetches max(top_k of the request, this) and returns the request's top_k.")
+
+
+def rerank_fields(rerank: RerankSettings) -> dict[str, Any]:
+    return {"rerank_enabled": rerank.enabled, "rerank_top_k": rerank.top_k}
+
+
 class CorpusCreate(RequestModel):
     name: str = Field(pattern=CORPUS_NAME.pattern, description="1-64 of a-z 0-9 _ -, starting with a letter or digit.",
                       examples=["banking-faq"])
@@ -34,6 +45,7 @@ class CorpusCreate(RequestModel):
                                   description="Top-1 minus top-2 below it answers clarify.")
     default_answer: str = Field(_DEFAULTS.default_answer, max_length=10_000,
                                 description="Returned with no_match.")
+    rerank: RerankSettings = Field(default_factory=RerankSettings, description="Match-head reranking (off).")
 
 
 class CorpusUpdate(RequestModel):
@@ -41,16 +53,18 @@ class CorpusUpdate(RequestModel):
     answer_threshold: float | None = Field(None, ge=-1.0, le=1.0)
     clarify_margin: float | None = Field(None, ge=0.0, le=2.0)
     default_answer: str | None = Field(None, max_length=10_000)
+    rerank: RerankSettings | None = None
 
     @model_validator(mode="after")
     def _something(self) -> CorpusUpdate:
         if not self.model_fields_set:
             raise ValueError("nothing to update; send at least one of description, answer_threshold, "
-                             "clarify_margin, default_answer")
+                             "clarify_margin, default_answer, rerank")
         return self
 
     def changes(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+        out = {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None and k != "rerank"}
+        return {**out, **(rerank_fields(self.rerank) if self.rerank is not None else {})}
 
 
 class CorpusPublic(BaseModel):
@@ -59,6 +73,7 @@ class CorpusPublic(BaseModel):
     answer_threshold: float
     clarify_margin: float
     default_answer: str
+    rerank: RerankSettings
     entries: int
     vectors: int = Field(description="One per question and alternate question.")
     index_kind: Literal["flat", "hnsw"]
@@ -71,7 +86,8 @@ class CorpusPublic(BaseModel):
     def of(cls, info: CorpusInfo) -> CorpusPublic:
         r, c = info.record, info.record.config
         return cls(name=r.name, description=c.description, answer_threshold=c.answer_threshold,
-                   clarify_margin=c.clarify_margin, default_answer=c.default_answer, entries=info.entries,
+                   clarify_margin=c.clarify_margin, default_answer=c.default_answer,
+                   rerank=RerankSettings(enabled=c.rerank_enabled, top_k=c.rerank_top_k), entries=info.entries,
                    vectors=info.vectors, index_kind=info.index_kind, status=info.status, fingerprint=r.fingerprint,
                    created_at=r.created_at, updated_at=r.updated_at)  # type: ignore[arg-type]
 
