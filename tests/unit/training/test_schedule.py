@@ -8,10 +8,10 @@ import time
 import pytest
 
 import training.distill as distill_module
+from tests.unit.training.test_distill_loop import tiny_config
 from training.distill import distill
 from training.hardware import bf16_is_faster, resolve_bf16
 from training.schedule import FLOOR, StepPlan, lr_factor
-from tests.unit.training.test_distill_loop import tiny_config
 
 
 def test_lr_factor_warms_up_then_decays_to_the_floor():
