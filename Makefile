@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.flipmatch-installed
 
-.PHONY: setup run test lint distill bench-serve bench-quality soak clean
+.PHONY: setup run test lint distill distill-long bench-train bench-serve bench-quality bench-calibration soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +22,16 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/flipmatch serve
 
+# RECORD=default_run (or long_run) writes the run's test metrics, time and schedule into docs/results.json and
+# re-renders the README's preset table.
+RECORD ?=
+RECORD_FLAG := $(if $(RECORD),--record $(RECORD),)
 distill: setup
-	$(BIN)/flipmatch distill --config training/configs/default.yaml
+	$(BIN)/flipmatch distill --config training/configs/default.yaml $(RECORD_FLAG)
+
+## The long preset (<= 90 min on 2 CPU cores): exported to artifacts/flipmatch-long.
+distill-long: setup
+	$(BIN)/flipmatch distill --config training/configs/long.yaml --output artifacts/flipmatch-long $(RECORD_FLAG)
 
 test: setup
 	# pytest exits 5 when nothing was collected (e.g. a marker selection): not a failure.
@@ -40,22 +48,33 @@ clean:
 	rm -rf $(VENV) runs artifacts .pytest_cache
 
 ## Serving benchmark (issue 5): encoder variants, FAISS at 1M, then FlipMatch vs naive vs Infinity under load.
-## Results in bench/results (serve.md/json/png, encoder.json, faiss.json); docs/performance.md explains them.
+## Results in bench/results (serve.md/json/png, encoder.json, int8.json, faiss.json); `python -m bench.tables`
+## renders them for docs/performance.md.
 BENCH_MODEL ?= artifacts/flipmatch-default
 BENCH_DATA ?= ../shared/data
 BENCH_OUT ?= bench/results
 INFINITY_VENV ?= $(HOME)/.cache/flipmatch/infinity-venv
-# FlipMatch runs its defaults (BENCH_FLIPMATCH_ENV adds KEY=VALUE settings); two variants run side by side.
+# FlipMatch runs its defaults (BENCH_FLIPMATCH_ENV adds KEY=VALUE settings; the start-up calibration picks dtype
+# and threads); the old flag-based choice runs interleaved beside it as a variant.
 BENCH_FLIPMATCH_ENV ?=
+BENCH_ROUNDS ?= 5
 bench-serve: setup
 	$(BIN)/python -m bench.encoder_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)
+	$(BIN)/python -m bench.int8_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)
 	$(BIN)/python -m bench.faiss_bench --out $(BENCH_OUT)
 	$(BIN)/python -m bench.serve_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT) \
-		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV) \
-		--flipmatch-variant "2 forward threads:FLIPMATCH_CPU_THREADS=2" \
-		--flipmatch-variant "5 ms window:FLIPMATCH_BATCHING__MAX_WAIT_MS=5" \
-		--flipmatch-variant "no length split:FLIPMATCH_BATCHING__BATCH_OVERHEAD_TOKENS=100000"
+		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV) --rounds $(BENCH_ROUNDS) \
+		--flipmatch-variant "flag-based choice:FLIPMATCH_DTYPE=bfloat16,FLIPMATCH_CPU_THREADS=1"
+
+## Training throughput (issue 11): round-one loop vs today's default, interleaved rounds, into bench/results/train.json.
+bench-train: setup
+	$(BIN)/python -m bench.train_bench --out $(BENCH_OUT)
 
 ## Soak (issue 6): 10 minutes at 70% of measured saturation; fails on any error or RSS growth > 10%.
 soak: setup
 	$(BIN)/python tests/hardening/soak.py --duration 600 --load 0.7
+
+## Calibration (issue 16): the demo banking77 corpus before/after self-calibration, on Banking77 test questions,
+## held-out intents and the fixed off-topic list; writes docs/calibration.md (+ figure, bench/results/calibration.json).
+bench-calibration: setup
+	$(BIN)/python -m bench.calibration_eval --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out docs/calibration.md

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import machine
 from bench.data import load_queries
 from service.engine.encoder import Encoder, load_encoder
 from service.engine.engine import TokenizedText
@@ -113,7 +114,7 @@ def main() -> None:
     random.Random(0).shuffle(queries)
     texts = queries[: args.batch]
     ref_texts = queries[:256]
-    results: dict[str, object] = {"batch": args.batch, "torch": torch.__version__}
+    results: dict[str, object] = {"batch": args.batch, "torch": torch.__version__, "machine": machine.describe()}
 
     torch.set_num_threads(1)
     base = load_encoder(args.model, device="cpu", dtype="float32", cpu_threads=1)

@@ -17,6 +17,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from bench import machine
 from bench.stats import percentile
 from service.corpus.index import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH_MIN, HNSW_M
 
@@ -93,6 +94,7 @@ def main() -> None:
                       "p50_ms": percentile(hnsw_ms, 50), "p99_ms": percentile(hnsw_ms, 99),
                       "recall_at_10": recall_at(found, truth), "M": HNSW_M, "efSearch": params.efSearch}
     logger.info("hnsw %s", result["hnsw"])
+    result["machine"] = machine.describe()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "faiss.json").write_text(json.dumps(result, indent=2))
 

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from bench.stats import LevelResult, summarize
+from bench.stats import LevelResult, LevelSamples, summarize
 
 Body = Callable[[int], dict[str, object]]
 
@@ -35,6 +35,14 @@ async def _timed_post(http: httpx.AsyncClient, url: str, body: dict[str, object]
 async def run_level(system: str, url: str, body_for: Body, *, concurrency: int, requests: int, max_seconds: float,
                     headers: dict[str, str] | None = None, warmup: int = 4) -> LevelResult:
     """Closed loop: each client sends its next request when the previous one is answered."""
+    samples = await run_level_samples(url, body_for, concurrency=concurrency, requests=requests,
+                                      max_seconds=max_seconds, headers=headers, warmup=warmup)
+    return samples.summary(system, concurrency)
+
+
+async def run_level_samples(url: str, body_for: Body, *, concurrency: int, requests: int, max_seconds: float,
+                            headers: dict[str, str] | None = None, warmup: int = 4) -> LevelSamples:
+    """The closed loop of `run_level`, returning every latency (for pooling rounds)."""
     _require_loopback(url)
     latencies: list[float] = []
     errors = 0
@@ -57,7 +65,7 @@ async def run_level(system: str, url: str, body_for: Body, *, concurrency: int, 
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return summarize(system, concurrency, latencies, errors, elapsed)
+    return LevelSamples(latencies, errors, elapsed)
 
 
 async def run_open_loop(system: str, url: str, body_for: Body, *, rate: float, requests: int,

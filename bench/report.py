@@ -18,6 +18,19 @@ def markdown_table(levels: Sequence[LevelResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ratio_table(ratios: dict[str, dict[str, dict[str, dict[str, float]]]], *, ours: str = "flipmatch") -> str:
+    """Per load level and other system: median ratio over interleaved rounds, with min-max across rounds."""
+    lines = [f"| concurrency | {ours} vs | throughput ratio (median) | min-max over rounds | p99 ratio (median) "
+             "| rounds |",
+             "|---:|---|---:|---|---:|---:|"]
+    for concurrency, others in ratios.items():
+        for name, r in others.items():
+            t, p = r["throughput_ratio"], r["p99_ratio"]
+            lines.append(f"| {concurrency} | {name} | {t['median']:.2f}x | {t['min']:.2f}-{t['max']:.2f}x | "
+                         f"{p['median']:.2f}x | {t['rounds']} |")
+    return "\n".join(lines) + "\n"
+
+
 def ratios(levels: Sequence[LevelResult], *, ours: str, concurrency: int) -> dict[str, dict[str, float]]:
     """Throughput and p99 ratios of `ours` against every other system at one concurrency."""
     at = {r.system: r for r in levels if r.concurrency == concurrency}
@@ -65,4 +78,7 @@ def write_reports(out: Path, *, levels: Sequence[LevelResult], extra: dict[str, 
     if skipped:
         payload["plot_skipped"] = skipped
     (out / "serve.json").write_text(json.dumps(payload, indent=2, default=str))
-    (out / "serve.md").write_text(markdown_table(levels))
+    table = markdown_table(levels)
+    if extra.get("ratios"):
+        table += "\n" + ratio_table(extra["ratios"])  # type: ignore[arg-type]
+    (out / "serve.md").write_text(table)

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,11 @@ from typing import Any
 
 import httpx
 
+from tests.fixtures.server import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 INFINITY_TORCH = "torch==2.13.0"  # the CPU build this machine's pip finds locally; others pull CUDA wheels
 INFINITY_SPEC = "infinity-emb[torch,server]"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -50,36 +45,69 @@ class System:
         return body
 
 
-@contextlib.contextmanager
-def running(system: System, log: Path, *, timeout: float = 300.0) -> Iterator[System]:
-    """Start `system`, yield once its health path answers 200; raise RuntimeError with the log tail otherwise."""
+def _start(system: System, log: Path) -> subprocess.Popen[bytes]:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLIPMATCH_")}, **system.env}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     command = [c.replace("{port}", str(system.port)) for c in system.command]
     env = {k: v.replace("{port}", str(system.port)) for k, v in env.items()}
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _wait_ready(system: System, process: subprocess.Popen[bytes], log: Path, deadline: float, timeout: float) -> None:
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{system.name} exited with {process.returncode}: {log.read_text()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(system.url + system.health_path, timeout=2).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{system.name} not ready in {timeout}s: {log.read_text()[-3000:]}")
+        time.sleep(0.25)  # poll interval, bounded by the deadline
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running(system: System, log: Path, *, timeout: float = 300.0) -> Iterator[System]:
+    """Start `system`, yield once its health path answers 200; raise RuntimeError with the log tail otherwise."""
+    process = _start(system, log)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{system.name} exited with {process.returncode}: {log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(system.url + system.health_path, timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{system.name} not ready in {timeout}s: {log.read_text()[-3000:]}")
-            time.sleep(0.25)  # poll interval, bounded by the deadline
+        _wait_ready(system, process, log, time.monotonic() + timeout, timeout)
         yield system
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        _stop(process)
+
+
+@contextlib.contextmanager
+def running_all(pairs: list[tuple[System, Path]], *, timeout: float = 300.0
+                ) -> Iterator[tuple[list[System], dict[str, str]]]:
+    """Start every system at once (their start-ups overlap), then wait for each; yields (the systems that got
+    ready, {name: why not} for the others). Every process is stopped on exit."""
+    processes = [(system, log, _start(system, log)) for system, log in pairs]
+    deadline = time.monotonic() + timeout
+    up, failed = [], {}
+    try:
+        for system, log, process in processes:
             try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+                _wait_ready(system, process, log, deadline, timeout)
+                up.append(system)
+            except RuntimeError as err:
+                failed[system.name] = str(err)[-1500:]
+                _stop(process)
+        yield up, failed
+    finally:
+        for _, _, process in processes:
+            _stop(process)
 
 
 def flipmatch(model: Path, data_dir: Path, admin_key: str, **env: str) -> System:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -22,11 +21,12 @@ from pathlib import Path
 
 import torch
 
+from bench.machine import describe
 from training.config import TrainConfig, load_config
 from training.data.batches import UnitSampler
 from training.data.sources import load_task_data
-from training.distill import _attach_prefix, forward_backward
-from training.hardware import hardware_bf16, use_bf16
+from training.distill import _attach_prefix, _probe_step, forward_backward
+from training.hardware import resolve_bf16
 from training.losses.combined import FlipLoss
 from training.prefix_cache import PrefixCache
 from training.student import load_student
@@ -65,13 +65,6 @@ def parse_variant(spec: str, base: Path) -> Variant:
     return Variant(name, cfg, old)
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def run(variants: list[Variant], steps: int, rounds: int, device: str = "cpu") -> dict:
     base = variants[0].cfg
     teacher = load_teacher(base.teacher.model, device, base.teacher.max_seq_length)
@@ -80,7 +73,7 @@ def run(variants: list[Variant], steps: int, rounds: int, device: str = "cpu") -
     states = []
     for v in variants:
         student = load_student(v.cfg.student, v.cfg.lora, device)
-        bf16 = use_bf16(v.cfg.optim.bf16, device, *hardware_bf16(device))  # flags: same precision for all rows
+        bf16, _ = resolve_bf16(v.cfg.optim.bf16, device, _probe_step(student, device))  # measured, as distill()
         prefix = None if v.old_loop else _attach_prefix(student, v.cfg, bf16)
         if prefix is not None:  # a cache of its own: each variant pays (and reports) its one-off fill
             prefix = student.prefix = PrefixCache(student, prefix.depth, autocast_bf16=bf16)
@@ -139,9 +132,11 @@ def report(variants: list[Variant], steps: int, rounds: int) -> dict:
     whole_ref = rows[0]["whole_run_texts_per_s"]
     for row in rows:
         row["whole_run_ratio"] = row["whole_run_texts_per_s"] / whole_ref
+    machine = describe()
     return {
         "command": "python -m bench.train_bench",
-        "cpu": cpu_model(),
+        "cpu": machine["cpu"],
+        "machine": machine,
         "threads": torch.get_num_threads(),
         "steps_per_round": steps,
         "rounds": rounds,

@@ -19,8 +19,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from service.corpus.calibrator import Calibrator
 from service.corpus.registry import CorpusRegistry
 from service.corpus.store import CorpusConfig, Entry
+from service.errors import Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +89,24 @@ async def preload(registry: CorpusRegistry, *, data_dir: Path, answer_threshold:
             logger.warning("demo corpus %s skipped: %s (check FLIPMATCH_DEMO__DATA_DIR)", name, err)
             continue
         if name not in existing:
-            await registry.create(name, CorpusConfig(description=DEMO_DESCRIPTIONS[name],
-                                                     answer_threshold=answer_threshold))
+            try:
+                await registry.create(name, CorpusConfig(description=DEMO_DESCRIPTIONS[name],
+                                                         answer_threshold=answer_threshold))
+            except Conflict:  # another replica sharing the store created it first: it loads it, we follow
+                logger.info("demo corpus %s is being created by another replica", name)
+                continue
         summary = await registry.upsert(name, entries)
         logger.info("demo corpus loaded name=%s entries=%d vectors=%d s=%.1f", name, summary.entries,
                     summary.vectors, time.perf_counter() - started)
+
+
+async def calibrate(calibrator: Calibrator, registry: CorpusRegistry) -> None:
+    """Self-calibrate each demo corpus that has no stored calibration yet (a stored one survives restarts; one
+    made with another model is redone by `Calibrator.recalibrate_stale`)."""
+    present = {info.record.name: info for info in registry.list_all()}
+    for name in DEMO_DESCRIPTIONS:
+        info = present.get(name)
+        if info is None or info.entries == 0 or info.status != "ready":
+            continue
+        if await registry.get_calibration(name) is None:
+            await calibrator.calibrate(name)

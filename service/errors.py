@@ -21,6 +21,12 @@ class InvalidInput(FlipMatchError):
     code = "invalid_input"
 
 
+class UnsupportedMediaType(InvalidInput):
+    """The body comes in a media type the operation does not read."""
+
+    code = "unsupported_media_type"
+
+
 class NotFound(FlipMatchError):
     code = "not_found"
 
@@ -59,6 +65,12 @@ class NotReady(FlipMatchError):
     def __init__(self, message: str, *, retry_after_s: int = 5) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class StoreUnavailable(NotReady):
+    """The shared corpus database cannot be reached: writes fail fast (searches keep serving from memory)."""
+
+    code = "store_unavailable"
 
 
 class ClientDisconnected(FlipMatchError):

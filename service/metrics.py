@@ -70,9 +70,36 @@ class Metrics:
             "flipmatch_truncated_texts_total", "Texts truncated to the character or token limit.", registry=r
         )
         self.model_info = Gauge(
-            "flipmatch_model_info", "The served model (value is always 1).",
-            ["model", "device", "dtype", "dimension"], registry=r,
+            "flipmatch_model_info", "The served model and how its dtype and forward threads were chosen "
+            "(selection: requested or measured by the start-up calibration). Value is always 1.",
+            ["model", "device", "dtype", "dimension", "threads", "selection"], registry=r,
         )
+        self.cache_hits = Counter(
+            "flipmatch_query_cache_hits_total", "Texts answered from the query embedding cache.", registry=r
+        )
+        self.cache_misses = Counter(
+            "flipmatch_query_cache_misses_total", "Texts looked up in the query cache and computed.", registry=r
+        )
+
+        # Shared store (PostgreSQL) only: how far this replica's snapshots are behind the change sequence.
+        self.store_applied_sequence = Gauge(
+            "flipmatch_store_applied_sequence", "Last change-sequence number applied to this replica's snapshots.",
+            registry=r)
+        self.store_head_sequence = Gauge(
+            "flipmatch_store_head_sequence", "Newest change-sequence number seen in the database.", registry=r)
+        self.store_lag_changes = Gauge(
+            "flipmatch_store_lag_changes", "Changes committed but not yet applied here (head - applied).", registry=r)
+        self.store_lag_seconds = Gauge(
+            "flipmatch_store_lag_seconds", "Age of the oldest change not yet applied here (0 when caught up).",
+            registry=r)
+        self.store_reachable = Gauge(
+            "flipmatch_store_reachable", "1 when the last call to the corpus database succeeded, else 0.", registry=r)
+        self.store_apply_delay = Histogram(
+            "flipmatch_store_apply_delay_seconds", "Commit on another replica -> searchable here, per change.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.store_apply_failures = Counter(
+            "flipmatch_store_apply_failures_total", "Failed attempts to apply other replicas' changes (retried).",
+            registry=r)
 
     def set_corpus_size(self, corpus: str, *, entries: int, vectors: int) -> None:
         self.corpus_entries.labels(corpus).set(entries)

@@ -7,7 +7,6 @@ Every field is also an environment variable: `FLIPMATCH_<FIELD>`, nested with `_
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -31,8 +30,9 @@ class BatchingSettings(_Section):
         None,
         ge=0,
         description="Fixed cost of one forward pass, in padded tokens: the batcher splits waiting texts into "
-        "similar-length batches when the padding saved exceeds it. None: 32 on CPU (measured: ~18 ms per pass "
-        "against ~0.6 ms per token on 2 cores), 512 on CUDA (kernel launches dominate short batches).",
+        "similar-length batches when the padding saved exceeds it. None: fitted on CPU from the start-up "
+        "calibration's timings (fixed ms per pass / ms per padded token, shown in /v1/info), else 32 on CPU and "
+        "512 on CUDA (kernel launches dominate short batches).",
     )
     max_wait_ms: float = Field(
         25,
@@ -44,11 +44,25 @@ class BatchingSettings(_Section):
         1024, ge=1, description="Texts waiting for a forward pass; beyond it requests get 429 + Retry-After."
     )
 
-    def overhead_tokens(self, device: str) -> float:
-        """batch_overhead_tokens, or the measured default for the device the encoder runs on."""
+    def overhead_tokens(self, device: str, measured: float | None = None) -> float:
+        """batch_overhead_tokens if set, else the calibration's fitted value, else the default for the device."""
         if self.batch_overhead_tokens is not None:
             return self.batch_overhead_tokens
+        if measured is not None:
+            return measured
         return 512.0 if device == "cuda" else 32.0
+
+
+class CacheSettings(_Section):
+    max_entries: int = Field(
+        10_000,
+        ge=0,
+        description="Query embeddings kept in the LRU cache (keyed on the model fingerprint and the text after "
+        "Unicode NFC and whitespace folding); 0 turns the cache off.",
+    )
+    max_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="Memory bound of the query cache (vectors plus keys), in bytes."
+    )
 
 
 class LimitsSettings(_Section):
@@ -61,6 +75,9 @@ class LimitsSettings(_Section):
         "when false such texts are refused with 422.",
     )
     max_top_k: int = Field(100, ge=1, description="Largest top_k a search may ask for.")
+    max_calibration_queries: int = Field(
+        5000, ge=1, description="Most labelled queries in one POST /v1/corpora/{name}/calibrate."
+    )
     max_corpora: int = Field(
         100, ge=1, description="Most corpora; bounds the corpus label of the Prometheus metrics."
     )
@@ -73,6 +90,48 @@ class IndexSettings(_Section):
         description="Vectors in a corpus above which its index is HNSW (approximate) instead of exact "
         "inner product.",
     )
+
+
+class StoreSettings(_Section):
+    url: SecretStr | None = Field(
+        None,
+        description="Where corpora are stored. Unset: an embedded SQLite file in data_dir (one replica). "
+        "postgresql://user:password@host:5432/db: a PostgreSQL database that several replicas share; each one "
+        "follows the others' writes. Needs the [postgres] extra (psycopg).",
+    )
+    password_file: Path | None = Field(
+        None, description="PostgreSQL: file holding the password (e.g. a mounted secret), so the URL can leave it out."
+    )
+    catchup_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="PostgreSQL: how often a replica reads the change sequence even without a notification, so a "
+        "missed NOTIFY or a reconnect loses nothing (notifications usually apply changes within milliseconds).",
+    )
+    connect_timeout_s: float = Field(
+        2.0, gt=0, le=60, description="PostgreSQL: longest wait for a connection; writes fail with 503 after it."
+    )
+    statement_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="PostgreSQL: longest a single statement may run before it is cancelled."
+    )
+
+    @model_validator(mode="after")
+    def _postgres_url(self) -> StoreSettings:
+        if self.url is not None and not self.url.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("FLIPMATCH_STORE__URL must start with postgresql:// (unset it for the SQLite default)")
+        return self
+
+    def dsn(self) -> str | None:
+        """The connection string, with the password from password_file added as a libpq parameter."""
+        if self.url is None:
+            return None
+        url = self.url.get_secret_value()
+        if self.password_file is not None:
+            from psycopg.conninfo import make_conninfo  # the [postgres] extra; only needed with a password file
+
+            url = make_conninfo(url, password=self.password_file.read_text(encoding="utf-8").strip())
+        return url
 
 
 class AuthSettings(_Section):
@@ -102,6 +161,10 @@ class DemoSettings(_Section):
     )
     medquad_max_entries: int = Field(2000, ge=1, description="Most MedQuAD entries to load.")
     banking77_max_alternates: int = Field(20, ge=0, description="Alternate questions per Banking77 intent.")
+    calibrate: bool = Field(
+        True, description="Self-calibrate the demo corpora when loaded (and when their calibration was made with "
+        "another model)."
+    )
 
 
 class ServiceSettings(BaseSettings):
@@ -120,16 +183,19 @@ class ServiceSettings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when available, else CPU."
     )
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+    dtype: Literal["auto", "float32", "float16", "bfloat16", "int8"] = Field(
         "auto",
-        description="auto: float16 (then bfloat16) on CUDA; on CPU bfloat16 where the CPU has native bf16 "
-        "(AVX512-BF16/AMX), else float32. Auto falls back to float32 when the probe parity check fails.",
+        description="auto on CPU: a start-up calibration times float32 and bfloat16 (and float16 on AVX512-FP16 "
+        "CPUs) and keeps the fastest that reproduces the model's probe vectors (cosine >= 0.999); shown in "
+        "/v1/info. auto on CUDA: float16, then bfloat16, then float32. int8 (CPU, opt-in): int8 joins the "
+        "calibration and is served only if it is the fastest and keeps cosine >= 0.99. An explicit float dtype is "
+        "used as given (no fallback).",
     )
     cpu_threads: int = Field(
         0,
         ge=0,
-        description="Threads for CPU forward passes and index search; 0: all cores but one, which is left to "
-        "HTTP and tokenization. On a 2-vCPU VM, 1 thread ran a 64-text MiniLM batch 2x faster than 2.",
+        description="Threads for CPU forward passes and index search; 0: measured at start-up (1 and all cores "
+        "are timed with each dtype and the faster kept).",
     )
     dev_mode: bool = Field(
         False, description="Open write routes when no admin key is configured. Never in production."
@@ -141,8 +207,10 @@ class ServiceSettings(BaseSettings):
     batching: BatchingSettings = Field(default_factory=BatchingSettings, description="Dynamic batching.")
     limits: LimitsSettings = Field(default_factory=LimitsSettings, description="Request limits.")
     index: IndexSettings = Field(default_factory=IndexSettings, description="Vector index.")
+    store: StoreSettings = Field(default_factory=StoreSettings, description="Corpus store.")
     auth: AuthSettings = Field(default_factory=AuthSettings, description="API keys.")
     demo: DemoSettings = Field(default_factory=DemoSettings, description="Demo corpora.")
+    cache: CacheSettings = Field(default_factory=CacheSettings, description="Query embedding cache.")
 
     @model_validator(mode="after")
     def _queue_holds_one_request(self) -> ServiceSettings:
@@ -155,9 +223,9 @@ class ServiceSettings(BaseSettings):
             )
         return self
 
-    def threads(self) -> int:
-        """cpu_threads resolved: 0 means all cores but one."""
-        return self.cpu_threads or max(1, (os.cpu_count() or 2) - 1)
+    def threads(self) -> int | None:
+        """cpu_threads, or None when the start-up calibration should measure it."""
+        return self.cpu_threads or None
 
 
 def read_key(value: SecretStr | None, file: Path | None, *, setting: str = "the key file") -> str | None:

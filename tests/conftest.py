@@ -154,3 +154,39 @@ def make_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_artifact
         return ServiceSettings(**values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One throwaway PostgreSQL cluster per session (tests/fixtures/postgres.py); skips, with the reason, where
+    PostgreSQL or psycopg is missing."""
+    from tests.fixtures.postgres import PostgresCluster, available
+
+    reason = available()
+    if reason:
+        pytest.skip(reason)
+    cluster = PostgresCluster(tmp_path_factory.getbasetemp())
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: Any) -> str:
+    """A fresh, empty database in the session's cluster (no state leaks between tests)."""
+    return str(postgres_cluster.create_database())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """Run a test once per corpus store; the postgres run needs `postgres_url` (resolved lazily)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def store_settings(store_backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """ServiceSettings overrides selecting the store of `store_backend` ({} for the SQLite default)."""
+    if store_backend == "sqlite":
+        return {}
+    return {"store": {"url": request.getfixturevalue("postgres_url")}}

@@ -172,6 +172,18 @@ def _filter_thresholds(cfg: TrainConfig, report: dict) -> tuple[TrainConfig, dic
     return cfg, {**record, "tau_pos": taus[0], "tau_neg": taus[1], "teacher_dev_thresholds": teacher}
 
 
+def eval_texts(sets: list) -> list[str]:
+    """Every text an evaluation over `sets` embeds."""
+    texts: list[str] = []
+    for data in sets:
+        if hasattr(data, "pairs"):
+            texts += [t for p in data.pairs for t in (p.text_a, p.text_b)]
+        else:
+            queries = getattr(data, "queries", None) or [*data.queries_in, *data.queries_out]
+            texts += [*data.corpus_texts, *queries]
+    return list(dict.fromkeys(texts))
+
+
 def _agreed(value: float, world: int) -> float:
     """The slowest rank's figure, so every rank plans the same schedule."""
     if world == 1:
@@ -202,17 +214,6 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     def encode(texts: list[str]):
         return student.encode(texts, autocast_bf16=bf16)
 
-    eval_s = 0.0
-    if cfg.run.full_report:
-        student.use_readout = False  # zero-shot: the untouched LM's pooled hidden states (LoRA B is still 0)
-        started = time.perf_counter()
-        report["zero_shot"] = evaluate_all(encode, data.dev)
-        eval_s = time.perf_counter() - started  # first estimate of an in-loop evaluation's cost
-        student.use_readout = True
-    for stage in ("teacher_base", "teacher", "zero_shot"):
-        if stage in report:
-            logger.info("dev %-12s %s", stage, _fmt(report[stage]))
-
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     plan = StepPlan.create(cfg.optim.steps, cfg.optim.max_minutes)
@@ -234,8 +235,8 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     started = time.perf_counter()
     scorer.embed(upcoming)
     teacher_s = time.perf_counter() - started
-    if prefix is not None:
-        added = prefix.fill(upcoming)
+    if prefix is not None:  # dev texts too: in-loop evaluations then cost only the adapted blocks
+        added = prefix.fill(upcoming + eval_texts(data.dev))
         logger.info(
             "teacher vectors for %d texts in %.1fs; prefix cache: %d new texts (%d cached, %.0f MB) in %.1fs",
             len(upcoming),
@@ -245,6 +246,15 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
             prefix.nbytes / 2**20,
             prefix.seconds_filling,
         )
+    eval_s = 0.0
+    if cfg.run.full_report:
+        started = time.perf_counter()
+        report["zero_shot"] = _zero_shot(student, encode, data.dev)  # adapters off: also right after a resume
+        eval_s = time.perf_counter() - started  # after the dev prefill: what an in-loop evaluation costs
+    for stage in ("teacher_base", "teacher", "zero_shot"):
+        if stage in report:
+            logger.info("dev %-12s %s", stage, _fmt(report[stage]))
+
     texts_seen, step_times, first_step = 0, [], step
     bar = tqdm(total=plan.planned, initial=step, disable=rank != 0, desc="distill")
     student.train()
@@ -332,18 +342,18 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
 def _test_report(student, encode, scorer: TeacherScorer, data: TaskData, report: dict, thresholds: dict) -> dict:
     """Each model on the test sets, at the thresholds chosen on its own dev results."""
     return {
-        "test_zero_shot": _zero_shot(student, encode, data, thresholds_from(report["zero_shot"])),
+        "test_zero_shot": _zero_shot(student, encode, data.test, thresholds_from(report["zero_shot"])),
         "test_teacher": evaluate_all(scorer.embed, data.test, thresholds_from(report["teacher"])),
         "test_distilled": evaluate_all(encode, data.test, thresholds),
     }
 
 
-def _zero_shot(student: StudentEncoder, encode, data: TaskData, thresholds: dict[str, float]) -> dict[str, float]:
+def _zero_shot(student: StudentEncoder, encode, sets: list, thresholds: dict[str, float] | None = None) -> dict:
     """The untouched LM: block adapters disabled and no readout (pooled hidden states)."""
     student.use_readout = False
     try:
         with student.model.disable_adapter():
-            return evaluate_all(encode, data.test, thresholds)
+            return evaluate_all(encode, sets, thresholds)
     finally:
         student.use_readout = True
 

@@ -56,7 +56,8 @@ def save_record(key: str, record: dict, results: Path = RESULTS, readme: Path = 
 
 def preset_table(data: dict) -> str:
     lines = [
-        "| preset | test | teacher | student | wall (2 cores) | steps run / planned | schedule completed |",
+        "| preset | test | teacher | student | wall (2 cores) | steps run / planned (configured) "
+        "| schedule completed |",
         "|---|---|---|---|---|---|---|",
     ]
     for key, name in (("default_run", "`default` (`make distill`)"), ("long_run", "`long` (`make distill-long`)")):
@@ -68,7 +69,8 @@ def preset_table(data: dict) -> str:
             teacher, student = rec["test_teacher"].get(metric), rec["test_student"].get(metric)
             label = "Banking77 R@1" if metric.startswith("banking") else "MQP F1"
             tail = (
-                f"| {rec['wall_s'] / 60:.1f} min | {rec['steps_run']} / {rec['planned_steps']} | "
+                f"| {rec['wall_s'] / 60:.1f} min | {rec['steps_run']} / {rec['planned_steps']} "
+                f"({rec['configured_steps']}) | "
                 f"{'yes' if rec['schedule_completed'] else 'no'} |"
                 if i == 0
                 else "| | | |"

@@ -13,6 +13,8 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from service.corpus.calibrator import Calibrator
+from service.corpus.follower import StoreFollower
 from service.corpus.registry import CorpusRegistry
 from service.engine.engine import EmbeddingEngine
 from service.errors import ClientDisconnected, Forbidden, InvalidInput, NotReady, Unauthorized
@@ -60,6 +62,8 @@ class AppState:
     readiness: Readiness = field(default_factory=Readiness)
     engine: EmbeddingEngine | None = None
     registry: CorpusRegistry | None = None
+    calibrator: Calibrator | None = None
+    follower: StoreFollower | None = None  # only with a shared (PostgreSQL) store
     reranker: Any = None  # engine.reranker.MatchReranker when the model has a match head (not imported: torch)
 
 
@@ -86,12 +90,28 @@ def get_registry(state: StateDep) -> CorpusRegistry:
     return state.registry
 
 
+def get_calibrator(state: StateDep, _ready: Annotated[CorpusRegistry, Depends(get_registry)]) -> Calibrator:
+    assert state.calibrator is not None  # set with the registry, so ready corpora imply a calibrator
+    return state.calibrator
+
+
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 EngineDep = Annotated[EmbeddingEngine, Depends(get_engine)]
 CorporaDep = Annotated[CorpusRegistry, Depends(get_registry)]
+CalibratorDep = Annotated[Calibrator, Depends(get_calibrator)]
 
-_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")
+# One pair of security schemes per scope, so the OpenAPI document says which key an operation needs (the
+# header is the same; service/api/openapi.py reads these names to mark where a key is optional).
+ADMIN_SCHEMES = ("AdminBearer", "AdminApiKey")
+QUERY_SCHEMES = ("QueryBearer", "QueryApiKey")
+_admin_bearer = HTTPBearer(auto_error=False, scheme_name=ADMIN_SCHEMES[0],
+                           description="Authorization: Bearer <admin key>")
+_admin_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name=ADMIN_SCHEMES[1],
+                              description="X-API-Key: <admin key>")
+_query_bearer = HTTPBearer(auto_error=False, scheme_name=QUERY_SCHEMES[0],
+                           description="Authorization: Bearer <query key or admin key>")
+_query_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name=QUERY_SCHEMES[1],
+                              description="X-API-Key: <query key or admin key>")
 
 
 def _presented(bearer: HTTPAuthorizationCredentials | None, api_key: str | None) -> str | None:
@@ -104,8 +124,8 @@ def _same(given: str, key: str | None) -> bool:
 
 def require_admin(
     state: StateDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)],
+    api_key: Annotated[str | None, Depends(_admin_api_key)],
 ) -> None:
     keys = state.keys
     if keys.admin is None:
@@ -127,8 +147,8 @@ def require_admin(
 
 def require_query(
     state: StateDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_query_bearer)],
+    api_key: Annotated[str | None, Depends(_query_api_key)],
 ) -> None:
     keys = state.keys
     if keys.query is None:

@@ -5,6 +5,7 @@ the log only."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,13 +25,16 @@ from service.errors import (
     NotFound,
     NotReady,
     Overloaded,
+    StoreUnavailable,
     Unauthorized,
+    UnsupportedMediaType,
 )
 
 logger = logging.getLogger(__name__)
 
 # exception type -> (HTTP status, OpenAI-style error type). Subclasses match their nearest listed base.
 ERROR_TABLE: dict[type[FlipMatchError], tuple[int, str]] = {
+    UnsupportedMediaType: (415, "invalid_request_error"),
     InvalidInput: (422, "invalid_request_error"),
     NotFound: (404, "not_found_error"),
     Conflict: (409, "conflict_error"),
@@ -38,6 +42,7 @@ ERROR_TABLE: dict[type[FlipMatchError], tuple[int, str]] = {
     Forbidden: (403, "permission_error"),
     Overloaded: (429, "rate_limit_error"),
     NotReady: (503, "service_unavailable_error"),
+    StoreUnavailable: (503, "service_unavailable_error"),  # the shared database is away: retry the write
     # nginx's 499: counted as a client-side outcome, not a server error that would page someone.
     ClientDisconnected: (499, "client_closed_request"),
     EncoderFailed: (500, "server_error"),
@@ -98,11 +103,26 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(text, "invalid_request_error", "invalid_request"), status_code=422)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI document lists for this request's path. Starlette's own 405 names only the first
+    route that matched the path, and FastAPI makes one route per operation."""
+    path = request.scope["path"]
+    for template, operations in request.app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path):
+            return sorted(method.upper() for method in operations)
+    return []
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = {404: "route_not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code)
-    return JSONResponse(error_body(str(exc.detail), _HTTP_TYPES.get(exc.status_code, "server_error"), code),
-                        status_code=exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    message = str(exc.detail)
+    if exc.status_code == 405 and (allowed := allowed_methods(request)):
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{request.method} is not allowed here; this path serves {', '.join(allowed)}"
+    return JSONResponse(error_body(message, _HTTP_TYPES.get(exc.status_code, "server_error"), code),
+                        status_code=exc.status_code, headers=headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

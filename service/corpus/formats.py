@@ -17,6 +17,12 @@ from service.corpus.store import Entry
 from service.errors import InvalidInput
 
 FORMATS = ("jsonl", "csv")
+# What the import body holds, for the OpenAPI document (JSON Schema can say "a string" but not what its rows mean).
+CSV_HELP = ("CSV (UTF-8, RFC 4180 quoting): a header row with a `question` column and optionally `id`, `answer`, "
+            "`alt_questions` (a JSON array, or alternates separated by |), `metadata` (a JSON object); any other "
+            "column goes into metadata. Then one entry per row.")
+JSONL_HELP = ('JSON Lines (UTF-8): one entry object per line, {"id", "question", "alt_questions": [...], "answer", '
+              '"metadata": {...}}; blank lines are skipped.')
 CSV_COLUMNS = ("id", "question", "alt_questions", "answer", "metadata")
 
 

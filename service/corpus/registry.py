@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 from service.corpus.index import VectorIndex
 from service.corpus.index_files import IndexFiles
 from service.corpus.snapshot import Candidate, Snapshot, unit_rows
-from service.corpus.store import CorpusConfig, CorpusRecord, CorpusStore, Entry, check_corpus_name
+from service.corpus.store import CorpusConfig, CorpusRecord, CorpusStore, Entry, VectorRows, check_corpus_name
 from service.errors import Conflict, NotFound, NotReady
 from service.metrics import Metrics
 
@@ -65,25 +65,31 @@ class CorpusRegistry:
         self._hnsw_threshold, self._max_corpora, self._metrics = hnsw_threshold, max_corpora, metrics
         self._live: dict[str, LiveCorpus] = {}
         self._create_lock = asyncio.Lock()
+        # Called with a corpus name once it has been re-embedded for the new model (the calibrator redoes it).
+        self.reembedded: list[Callable[[str], Awaitable[None]]] = []
 
     # ---- start-up and shutdown -------------------------------------------------------------------------------
     async def load_all(self) -> None:
         """Reload every stored corpus: index files when they match the store, else a rebuild from stored vectors.
         Corpora indexed by another model keep serving their old snapshot while re-embedding in the background."""
         for record in await asyncio.to_thread(self._store.list_corpora):
-            started = time.perf_counter()
-            snapshot, rebuilt = await asyncio.to_thread(self._load_snapshot, record)
-            live = LiveCorpus(record, snapshot)
-            self._live[record.name] = live
-            self._publish(live, snapshot)
-            if rebuilt:
-                self._schedule_save(live)
-            if record.fingerprint != self.fingerprint:
-                live.status = "reembedding"
-                live.reembed = asyncio.create_task(self._reembed(live), name=f"reembed-{record.name}")
-            logger.info("corpus loaded name=%s entries=%d vectors=%d from=%s ms=%.0f status=%s", record.name,
-                        len(snapshot.entries), len(snapshot), "rebuild" if rebuilt else "index file",
-                        (time.perf_counter() - started) * 1000, live.status)
+            await self._adopt(record)
+
+    async def _adopt(self, record: CorpusRecord) -> None:
+        """Serve a stored corpus: load its snapshot, re-embed in the background if another model indexed it."""
+        started = time.perf_counter()
+        snapshot, rebuilt = await asyncio.to_thread(self._load_snapshot, record)
+        live = LiveCorpus(record, snapshot)
+        self._live[record.name] = live
+        self._publish(live, snapshot)
+        if rebuilt:
+            self._schedule_save(live)
+        if record.fingerprint != self.fingerprint:
+            live.status = "reembedding"
+            live.reembed = asyncio.create_task(self._reembed(live), name=f"reembed-{record.name}")
+        logger.info("corpus loaded name=%s entries=%d vectors=%d from=%s ms=%.0f status=%s", record.name,
+                    len(snapshot.entries), len(snapshot), "rebuild" if rebuilt else "index file",
+                    (time.perf_counter() - started) * 1000, live.status)
 
     def _load_snapshot(self, record: CorpusRecord, *, use_files: bool = True) -> tuple[Snapshot, bool]:
         """(snapshot, rebuilt): from the index file when it matches the store, else from stored vectors."""
@@ -153,6 +159,25 @@ class CorpusRegistry:
         self._get(name)
         return await asyncio.to_thread(self._store.list_entries, name, offset=offset, limit=limit)
 
+    async def stored_vectors(self, name: str) -> VectorRows:
+        """The corpus's unit vectors made by the current model, with their entry ids and texts."""
+        self._get(name)
+        return await asyncio.to_thread(self._store.load_vectors, name, with_vectors=True,
+                                       fingerprint=self.fingerprint)
+
+    async def get_calibration(self, name: str) -> Mapping[str, Any] | None:
+        self._get(name)
+        return await asyncio.to_thread(self._store.get_calibration, name)
+
+    async def save_calibration(self, name: str, calibration: Mapping[str, Any], *, answer_threshold: float,
+                               clarify_margin: float) -> CorpusInfo:
+        """Store a calibration and switch the corpus to its thresholds (the next search uses them)."""
+        live = self._get(name)
+        async with live.lock:
+            config = replace(live.record.config, answer_threshold=answer_threshold, clarify_margin=clarify_margin)
+            live.record = await asyncio.to_thread(self._store.save_calibration, name, config, calibration)
+        return self.info(name)
+
     async def all_entries(self, name: str) -> list[Entry]:
         self._get(name)
         return await asyncio.to_thread(lambda: list(self._store.iter_entries(name)))
@@ -182,15 +207,89 @@ class CorpusRegistry:
     async def delete(self, name: str) -> None:
         live = self._get(name)
         async with live.lock:
-            if live.reembed is not None:
-                live.reembed.cancel()
             await asyncio.to_thread(self._store.delete_corpus, name)
-            self._live.pop(name, None)
+            await self._forget(live)
+
+    async def _forget(self, live: LiveCorpus) -> None:
+        """Stop serving a corpus the store no longer has (writer lock held)."""
+        name = live.record.name
+        if live.reembed is not None:
+            live.reembed.cancel()
+        if self._live.get(name) is live:
+            self._live.pop(name)
         if live.saver is not None:
             await asyncio.gather(live.saver, return_exceptions=True)
         await asyncio.to_thread(self._files.remove, name)
         if self._metrics is not None:
             self._metrics.forget_corpus(name)
+
+    # ---- other replicas' writes (a shared store's change feed; see follower.py) -------------------------------
+    async def sync_corpus(self, name: str) -> None:
+        """Apply a corpus-level change committed elsewhere: created, settings changed, deleted (or deleted and
+        created again), re-embedded. Reads the corpus's current record, so applying it twice is harmless."""
+        try:
+            record: CorpusRecord | None = await asyncio.to_thread(self._store.get_corpus, name)
+        except NotFound:
+            record = None
+        live = self._live.get(name)
+        if live is not None and (record is None or record.created_at != live.record.created_at):
+            async with live.lock:
+                await self._forget(live)
+            live = None
+        if record is None:
+            return
+        if live is None:
+            async with self._create_lock:
+                if name not in self._live:
+                    await self._adopt(record)
+            return
+        async with live.lock:
+            rebuilt = live.snapshot.fingerprint != record.fingerprint == self.fingerprint  # re-embedded elsewhere
+            live.record = record
+            if rebuilt:
+                self._publish(live, await self._rebuild(live))
+                live.status = "ready"
+                self._schedule_save(live)
+
+    async def sync_entries(self, name: str, entry_ids: Sequence[str]) -> None:
+        """Apply an entry write committed elsewhere: re-read those entries and their vectors (never re-embedding)
+        and swap in the next snapshot. Idempotent: it converges on what the store holds now."""
+        live = self._live.get(name)
+        if live is None:
+            return  # the corpus-level change that created it loads it whole
+        async with live.lock:
+            if self._live.get(name) is not live or live.snapshot.fingerprint != self.fingerprint:
+                return  # deleted meanwhile, or re-embedding: the rebuild that ends it reads everything
+
+            def read() -> tuple[list[Entry], VectorRows, int]:
+                entries = self._store.get_entries(name, entry_ids)
+                rows = self._store.load_vectors(name, with_vectors=True, fingerprint=self.fingerprint,
+                                                entry_ids=[e.id for e in entries])
+                return entries, rows, self._store.get_corpus(name).generation
+
+            try:
+                entries, rows, generation = await asyncio.to_thread(read)
+            except NotFound:
+                return  # deleted meanwhile: its corpus-level change follows
+
+            # An entry whose stored vectors are all another model's was re-embedded (or written) by a replica
+            # serving another model, during an upgrade: keep serving what this replica has for it.
+            other_model = {e.id for e in entries} - set(rows.entry_ids)
+            entries = [e for e in entries if e.id not in other_model]
+
+            def step(snap: Snapshot) -> Snapshot:
+                touched, stored = set(entry_ids) - other_model, set(rows.ids.tolist())
+                # Vector rows are immutable (a rewrite gets new ids): drop the ones gone, add the ones not held.
+                removed = [vid for vid, (eid, _) in snap.rows.items() if eid in touched and vid not in stored]
+                new = np.asarray([vid not in snap.rows for vid in rows.ids.tolist()], bool)
+                added = VectorRows(rows.ids[new], [e for e, n in zip(rows.entry_ids, new, strict=True) if n],
+                                   [t for t, n in zip(rows.texts, new, strict=True) if n],
+                                   None if rows.vectors is None else rows.vectors[new])
+                return snap.apply(removed_ids=np.asarray(removed, np.int64), added=added, upserted=entries,
+                                  deleted=touched - {e.id for e in entries}, generation=generation,
+                                  hnsw_threshold=self._hnsw_threshold)
+
+            await self._advance(live, step)
 
     # ---- entry writes -----------------------------------------------------------------------------------------
     async def _embed_entries(self, entries: Sequence[Entry]) -> tuple[list[np.ndarray], int]:
@@ -276,6 +375,11 @@ class CorpusRegistry:
                 live.status = "ready"
             self._schedule_save(live)
             logger.info("re-embedded corpus=%s entries=%d s=%.1f", name, done, time.perf_counter() - started)
+            for listener in self.reembedded:
+                try:
+                    await listener(name)
+                except Exception:  # the re-embed stands; a stale calibration is redone on the next start
+                    logger.exception("after-re-embed hook failed corpus=%s", name)
         except asyncio.CancelledError:
             raise
         except Exception:  # keep serving the old snapshot; the next start retries

@@ -7,7 +7,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS vectors (
     text TEXT NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL,
     FOREIGN KEY (corpus, entry_id) REFERENCES entries(corpus, id) ON DELETE CASCADE);
 CREATE INDEX IF NOT EXISTS vectors_by_entry ON vectors(corpus, entry_id);
+CREATE TABLE IF NOT EXISTS calibrations (
+    corpus TEXT PRIMARY KEY REFERENCES corpora(name) ON DELETE CASCADE, body TEXT NOT NULL, updated_at REAL NOT NULL);
 """
 # Columns added after the first release: (name, definition). Added in place to databases that lack them.
 _ADDED_COLUMNS = (("rerank_enabled", "INTEGER NOT NULL DEFAULT 0"), ("rerank_top_k", "INTEGER NOT NULL DEFAULT 20"))
@@ -189,6 +191,12 @@ class SQLiteStore:
             raise NotFound(f"entry {entry_id!r} does not exist in corpus {name!r}", code="entry_not_found")
         return _entry(row)
 
+    def get_entries(self, name: str, entry_ids: Sequence[str]) -> list[Entry]:
+        with self._lock:
+            rows = [self._db.execute("SELECT * FROM entries WHERE corpus = ? AND id = ?", (name, i)).fetchone()
+                    for i in sorted(set(entry_ids))]
+        return [_entry(r) for r in rows if r is not None]
+
     def list_entries(self, name: str, *, offset: int, limit: int) -> tuple[list[Entry], int]:
         with self._lock:
             self._require(name)
@@ -211,14 +219,20 @@ class SQLiteStore:
             yield from (_entry(r) for r in rows)
             last = rows[-1]["id"]
 
-    def load_vectors(self, name: str, *, with_vectors: bool, fingerprint: str | None = None) -> VectorRows:
+    def load_vectors(self, name: str, *, with_vectors: bool, fingerprint: str | None = None,
+                     entry_ids: Sequence[str] | None = None) -> VectorRows:
         columns = "vid, entry_id, text" + (", vector" if with_vectors else "")
-        where, params = "corpus = ?", (name,)
+        where, params = ["corpus = ?"], [name]
         if fingerprint is not None:
-            where, params = "corpus = ? AND model = ?", (name, fingerprint)
+            where.append("model = ?")
+            params.append(fingerprint)
+        if entry_ids is not None:
+            where.append(f"entry_id IN ({', '.join('?' * len(entry_ids))})")
+            params.extend(entry_ids)
         with self._lock:
             self._require(name)
-            rows = self._db.execute(f"SELECT {columns} FROM vectors WHERE {where} ORDER BY vid", params).fetchall()
+            rows = self._db.execute(f"SELECT {columns} FROM vectors WHERE {' AND '.join(where)} ORDER BY vid",
+                                    params).fetchall()
         matrix = None
         if with_vectors:
             matrix = (np.stack([np.frombuffer(r["vector"], np.float32) for r in rows]) if rows
@@ -257,6 +271,24 @@ class SQLiteStore:
         with self._tx():
             self._db.execute("UPDATE corpora SET fingerprint = ?, dimension = ? WHERE name = ?",
                              (fingerprint, dimension, name))
+
+    def save_calibration(self, name: str, config: CorpusConfig, calibration: Mapping[str, Any]) -> CorpusRecord:
+        body = json.dumps(dict(calibration))
+        with self._tx():
+            self._require(name)
+            now = time.time()
+            self._db.execute("UPDATE corpora SET answer_threshold = ?, clarify_margin = ?, updated_at = ? "
+                             "WHERE name = ?", (config.answer_threshold, config.clarify_margin, now, name))
+            self._db.execute("INSERT INTO calibrations (corpus, body, updated_at) VALUES (?, ?, ?) ON CONFLICT "
+                             "(corpus) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                             (name, body, now))
+            return _record(self._require(name))
+
+    def get_calibration(self, name: str) -> Mapping[str, Any] | None:
+        with self._lock:
+            self._require(name)
+            row = self._db.execute("SELECT body FROM calibrations WHERE corpus = ?", (name,)).fetchone()
+        return None if row is None else json.loads(row["body"])  # type: ignore[no-any-return]
 
 
 class _Transaction:

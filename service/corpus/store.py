@@ -2,8 +2,8 @@
 
 An entry is acknowledged only once a store has committed it. Vectors are stored next to their entries as opaque
 float32 rows tagged with the fingerprint of the model that made them, so an index can always be rebuilt from the
-store without re-embedding. `sqlite_store.SQLiteStore` is the embedded default; a server database implementing
-the same Protocol lets several replicas share corpora.
+store without re-embedding. `sqlite_store.SQLiteStore` is the embedded default; `postgres_store.PostgresStore`
+implements the same Protocol on a server database that several replicas share, plus the `ChangeFeed` they follow.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -109,12 +109,18 @@ class CorpusStore(Protocol):
 
     def get_entry(self, name: str, entry_id: str) -> Entry: ...
 
+    def get_entries(self, name: str, entry_ids: Sequence[str]) -> list[Entry]:
+        """Those of `entry_ids` that exist, by id (missing ones are left out, not an error)."""
+        ...
+
     def list_entries(self, name: str, *, offset: int, limit: int) -> tuple[list[Entry], int]: ...
 
     def iter_entries(self, name: str) -> Iterator[Entry]: ...
 
-    def load_vectors(self, name: str, *, with_vectors: bool, fingerprint: str | None = None) -> VectorRows:
-        """Stored vectors by id; only those made by model `fingerprint` when given."""
+    def load_vectors(self, name: str, *, with_vectors: bool, fingerprint: str | None = None,
+                     entry_ids: Sequence[str] | None = None) -> VectorRows:
+        """Stored vectors by id; only those made by model `fingerprint` when given, only those of `entry_ids`
+        when given."""
         ...
 
     def stale_entries(self, name: str, *, fingerprint: str, limit: int) -> list[Entry]:
@@ -130,4 +136,39 @@ class CorpusStore(Protocol):
 
     def set_fingerprint(self, name: str, *, fingerprint: str, dimension: int | None) -> None: ...
 
+    def save_calibration(self, name: str, config: CorpusConfig, calibration: Mapping[str, Any]) -> CorpusRecord:
+        """Store a calibration (JSON-serializable, opaque to the store) with the thresholds it chose, atomically."""
+        ...
+
+    def get_calibration(self, name: str) -> Mapping[str, Any] | None:
+        """The corpus's last stored calibration, or None."""
+        ...
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Change:
+    """One committed write in a shared store's change sequence. `entry_ids` None: a corpus-level change (created,
+    settings changed, deleted, re-embedded); otherwise the entries it upserted or deleted."""
+
+    seq: int
+    corpus: str
+    entry_ids: tuple[str, ...] | None
+    origin: str  # the store instance (replica) that wrote it
+    age_s: float  # seconds since it was committed, by the database's clock
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """The change sequence of a store shared by replicas. Blocking, like `CorpusStore`."""
+
+    origin: str
+
+    def head_sequence(self) -> int: ...
+
+    def changes_after(self, seq: int, *, limit: int) -> list[Change]: ...
+
+    def wait_for_change(self, timeout_s: float) -> bool:
+        """Block until a change notification arrives (True) or `timeout_s` passes (False)."""
+        ...

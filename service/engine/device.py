@@ -1,17 +1,23 @@
-"""Device and dtype choice from the operator's preference and what the machine offers.
+"""Device and dtype choice: what the operator asked for, what the machine offers, and what was measured.
 
-A pure function (no torch), so every branch is unit-tested without a GPU. The encoder passes in what torch
-reports and tries `Placement.dtypes` in order until the probe parity check passes.
+Pure functions (no torch, no timing), so every branch is unit-tested without a GPU and with fake timings.
+`autotune.py` measures; `select` decides; `fit_cost_model` turns the same timings into the batcher's cost model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from service.errors import ConfigError
 
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = ("float32", "float16", "bfloat16", "int8")
+# Preference when timings are within the noise margin: the most exact arithmetic, then the fewest threads.
+_EXACTNESS = {"float32": 0, "bfloat16": 1, "float16": 2, "int8": 3}
+# Float variants must reproduce the reference vectors (flipmatch.json probes or the fp32 forward) at the
+# artifact's parity bar; int8 is held to the accuracy bar of issue 14 (cosine >= 0.99).
+PARITY_MIN_COSINE = {"float32": 0.999, "bfloat16": 0.999, "float16": 0.999, "int8": 0.99}
 
 
 @dataclass(frozen=True)
@@ -32,45 +38,153 @@ def choose(
     cuda_available: bool,
     cuda_bf16_supported: bool = False,
     cpu_bf16_fast: bool = False,
+    cpu_fp16_native: bool = False,
 ) -> Placement:
-    """Resolve `device`/`dtype` ("auto" or explicit) to a placement.
+    """Resolve `device`/`dtype` ("auto" or explicit) to a placement (the flag-based choice).
 
     auto on CUDA: float16 first (10 mantissa bits keep cosine parity with float32 above 0.999 where bfloat16's
     7 bits can fall short on deep models), then bfloat16 (no overflow), then float32.
-    auto on CPU: float32, or bfloat16 first on CPUs with native bf16 instructions (AVX512-BF16 or AMX), where it
-    is markedly faster: on a 2-vCPU AVX512-BF16 EPYC, 1.8x for MiniLM and for SmolLM2-135M (one thread, batch 32).
-    Explicit choices get no fallback: if they fail the parity check, loading fails loudly.
+    auto on CPU: bfloat16 first on CPUs advertising native bf16, else float32. On CPU this is only the
+    flag-based guess; `select` replaces it with a measured choice (bf16 halved the speed on an AVX512-BF16
+    Xeon without AMX, issue 14).
+    Explicit choices get no fallback: if they fail the parity check, loading fails loudly. int8 is CPU-only.
     """
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda (FLIPMATCH_DEVICE)")
     if dtype not in ("auto", *DTYPES):
-        raise ConfigError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16 (FLIPMATCH_DTYPE)")
+        raise ConfigError(f"unknown dtype {dtype!r}; use auto, float32, float16, bfloat16 or int8 (FLIPMATCH_DTYPE)")
     if device == "cuda" and not cuda_available:
         raise ConfigError("FLIPMATCH_DEVICE=cuda but torch sees no CUDA device; use auto or cpu")
     resolved = "cuda" if device == "cuda" or (device == "auto" and cuda_available) else "cpu"
 
     if dtype != "auto":
-        if resolved == "cpu" and dtype == "float16":
-            raise ConfigError(
-                "float16 on CPU is slow and partly unsupported; use float32 or bfloat16 (FLIPMATCH_DTYPE)"
-            )
+        if resolved == "cpu" and dtype == "float16" and not cpu_fp16_native:
+            raise ConfigError("float16 on a CPU without AVX512-FP16 is slow and partly unsupported; use float32 or "
+                              "bfloat16 (FLIPMATCH_DTYPE)")
         if resolved == "cuda" and dtype == "bfloat16" and not cuda_bf16_supported:
             raise ConfigError("this GPU does not support bfloat16; use float16 or float32 (FLIPMATCH_DTYPE)")
+        if resolved == "cuda" and dtype == "int8":
+            raise ConfigError("int8 is a CPU option; use float16, bfloat16 or float32 on CUDA (FLIPMATCH_DTYPE)")
         return Placement(resolved, (dtype,), f"dtype {dtype} requested")
 
     if resolved == "cuda":
         dtypes = ("float16", "bfloat16", "float32") if cuda_bf16_supported else ("float16", "float32")
         return Placement("cuda", dtypes, "CUDA available: half precision first")
     if cpu_bf16_fast:
-        return Placement("cpu", ("bfloat16", "float32"), "CPU with native bf16: bfloat16 first")
+        return Placement("cpu", ("bfloat16", "float32"), "CPU flags advertise native bf16: bfloat16 first")
     return Placement("cpu", ("float32",), "CPU without native bf16: float32")
 
 
-def cpu_has_fast_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True when the CPU advertises native bf16 arithmetic (AVX512-BF16 or AMX tiles)."""
+@dataclass(frozen=True)
+class Candidate:
+    """One CPU configuration the start-up calibration times."""
+
+    dtype: str
+    threads: int
+
+    def __str__(self) -> str:
+        return f"{self.dtype}/{self.threads}t"
+
+
+def cpu_candidates(*, dtype: str, threads: int | None, cores: int, cpu_flags: frozenset[str]) -> list[Candidate]:
+    """What to time on CPU. `dtype`: "auto", an explicit dtype (then only that one), or "int8" (opt-in: int8
+    joins the auto candidates and wins only if it keeps parity). `threads`: None means measure 1 and all cores."""
+    if dtype == "auto" or dtype == "int8":
+        dtypes = ["float32", "bfloat16"]
+        if "avx512_fp16" in cpu_flags:
+            dtypes.append("float16")
+        if dtype == "int8":
+            dtypes.append("int8")
+    else:
+        dtypes = [dtype]
+    counts = [threads] if threads else sorted({1, max(1, cores)})
+    return [Candidate(d, n) for d in dtypes for n in counts]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Timings of one candidate: median seconds of each probe shape, and its worst cosine to the reference."""
+
+    candidate: Candidate
+    shapes: tuple[tuple[int, int], ...]  # (texts, padded width) of each timed batch
+    seconds: tuple[float, ...]  # median seconds per forward pass, one per shape
+    min_cosine: float
+
+    @property
+    def passes(self) -> bool:
+        return self.min_cosine >= PARITY_MIN_COSINE[self.candidate.dtype]
+
+    @property
+    def total_seconds(self) -> float:
+        """The score: one pass of every probe shape (a lone text plus a full batch: latency and throughput)."""
+        return sum(self.seconds)
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Forward pass time ~ fixed_s + per_token_s x padded tokens (least squares over the probe timings)."""
+
+    fixed_s: float
+    per_token_s: float
+
+    @property
+    def overhead_tokens(self) -> float:
+        """The fixed cost expressed in padded tokens: the batcher's `batch_overhead_tokens`."""
+        return self.fixed_s / self.per_token_s
+
+
+def fit_cost_model(shapes: Sequence[tuple[int, int]], seconds: Sequence[float]) -> CostModel | None:
+    """Least squares of seconds on padded tokens (count x width). None when the timings cannot support a
+    positive per-token cost (fewer than two distinct sizes, or larger batches measured faster: noise)."""
+    tokens = [count * width for count, width in shapes]
+    if len(set(tokens)) < 2:
+        return None
+    n = len(tokens)
+    mean_x, mean_y = sum(tokens) / n, sum(seconds) / n
+    sxx = sum((x - mean_x) ** 2 for x in tokens)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(tokens, seconds, strict=True)) / sxx
+    if slope <= 0:
+        return None
+    return CostModel(fixed_s=max(0.0, mean_y - slope * mean_x), per_token_s=slope)
+
+
+@dataclass(frozen=True)
+class Choice:
+    candidate: Candidate
+    reason: str
+    cost_model: CostModel | None
+    measurements: tuple[Measurement, ...]
+
+
+def select(measurements: Sequence[Measurement], *, margin: float = 0.05) -> Choice:
+    """The fastest candidate that passes parity. Timings within `margin` of the fastest count as a tie, broken
+    toward exact arithmetic, then fewer threads (less to lose when other work shares the cores). Raises
+    ConfigError when nothing passes."""
+    passing = [m for m in measurements if m.passes]
+    if not passing:
+        worst = "; ".join(f"{m.candidate}: min cosine {m.min_cosine:.5f}" for m in measurements)
+        raise ConfigError(f"no configuration reproduced the reference vectors ({worst}); check FLIPMATCH_DTYPE")
+    fastest = min(m.total_seconds for m in passing)
+    tied = [m for m in passing if m.total_seconds <= fastest * (1 + margin)]
+    best = min(tied, key=lambda m: (_EXACTNESS[m.candidate.dtype], m.candidate.threads, m.total_seconds))
+    failed = [str(m.candidate) for m in measurements if not m.passes]
+    reason = (f"measured: {best.candidate} took {1000 * best.total_seconds:.1f} ms per probe set; fastest passing "
+              f"was {1000 * fastest:.1f} ms (ties within {margin:.0%} go to exact dtypes, fewer threads)"
+              + (f"; failed parity: {', '.join(failed)}" if failed else ""))
+    return Choice(best.candidate, reason, fit_cost_model(best.shapes, best.seconds), tuple(measurements))
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags (empty when /proc/cpuinfo is unreadable, e.g. not Linux)."""
     try:
         text = cpuinfo.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+        return frozenset()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "flags:")
+    return frozenset(line.split(":", 1)[1].split())
+
+
+def cpu_has_fast_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True when the CPU advertises native bf16 arithmetic (AVX512-BF16 or AMX tiles): the flag-based guess."""
+    flags = cpu_flags(cpuinfo)
     return "avx512_bf16" in flags or "amx_bf16" in flags

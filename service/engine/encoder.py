@@ -8,8 +8,11 @@ probes must reach cosine >= 0.999 (tests also compare against `SentenceTransform
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,14 +22,16 @@ import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
 from service.engine.artifact import ArtifactSpec, DenseSpec, read_artifact, resolve_model_path
-from service.engine.device import Placement, choose, cpu_has_fast_bf16
-from service.engine.engine import EncoderInfo, TokenizedText
-from service.errors import ArtifactError
+from service.engine.autotune import CALIBRATION_TEXTS, measure
+from service.engine.device import Choice, Placement, choose, cpu_candidates, cpu_flags, cpu_has_fast_bf16, select
+from service.engine.engine import CalibrationRow, EncoderInfo, TokenizedText
+from service.errors import ArtifactError, ConfigError
 
 logger = logging.getLogger(__name__)
 
 PARITY_MIN_COSINE = 0.999
-_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+                 "int8": torch.float32}  # int8: loaded in float32, then quantized (engine/quantize.py)
 
 
 def _load_dense(spec: DenseSpec, device: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -65,6 +70,10 @@ class Encoder:
         self._pad_id = int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))
         self._dense = [(_load_dense(d, self.device), d.activation) for d in spec.dense]
         self.dimension = spec.dense[-1].out_features if spec.dense else int(self.model.config.hidden_size)
+        if dtype == "int8":  # calibrated on FAQ-style texts through the float32 model, then quantized
+            from service.engine.quantize import quantize_int8
+
+            self.model = quantize_int8(self.model, self._collate(self.tokenize(CALIBRATION_TEXTS)))
         self._info = EncoderInfo(
             model=spec.name, dimension=self.dimension, device=self.device, dtype=dtype,
             max_seq_length=self.max_seq_length, fingerprint=spec.fingerprint,
@@ -74,6 +83,18 @@ class Encoder:
     @property
     def info(self) -> EncoderInfo:
         return self._info
+
+    def record_choice(self, choice: Choice, *, seconds: float, selection: str) -> None:
+        """Put the start-up calibration's decision into `info` (for /v1/info and flipmatch_model_info)."""
+        rows = tuple(CalibrationRow(dtype=m.candidate.dtype, threads=m.candidate.threads,
+                                    ms=tuple(1000 * s for s in m.seconds if s != float("inf")),  # inf: not timed
+                                    min_cosine=m.min_cosine, passed=m.passes)
+                     for m in choice.measurements)
+        cost = choice.cost_model
+        self._info = dataclasses.replace(
+            self._info, threads=choice.candidate.threads, selection=selection, reason=choice.reason,
+            calibration=rows, calibration_seconds=seconds,
+            batch_overhead_tokens=cost.overhead_tokens if cost is not None else None)
 
     def _max_length(self) -> int:
         # Same resolution as sentence-transformers: sentence_bert_config.json, else the tokenizer's
@@ -168,20 +189,30 @@ class Encoder:
         return num / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1) + 1e-12)
 
 
-def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", cpu_threads: int = 1) -> Encoder:
-    """Resolve, load and parity-check the encoder. Tries the placement's dtypes in order; fails loudly when
-    none reproduces the probes (cosine < 0.999). `cpu_threads` sets torch's intra-op threads (process-wide)."""
-    torch.set_num_threads(max(1, cpu_threads))
+def set_threads(threads: int) -> None:
+    """torch's intra-op threads for CPU forward passes (process-wide)."""
+    torch.set_num_threads(max(1, threads))
+
+
+def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", cpu_threads: int | None = 1,
+                 calibration_rounds: int = 3) -> Encoder:
+    """Resolve, load and parity-check the encoder.
+
+    On CPU the dtype (unless explicit) and the forward thread count (unless `cpu_threads` is given) are chosen by
+    timing each candidate on a probe batch (`autotune.measure`, `device.select`); the same timings fit the
+    batcher's cost model (`info.batch_overhead_tokens`). On CUDA the placement's dtypes are tried in order.
+    Fails loudly when no candidate reproduces the reference vectors."""
     root = resolve_model_path(model_path)
     spec = read_artifact(root, name=root.name if Path(model_path).expanduser().is_dir() else model_path)
     cuda = torch.cuda.is_available()
-    placement = choose(device, dtype, cuda_available=cuda,
-                       cuda_bf16_supported=cuda and torch.cuda.is_bf16_supported(), cpu_bf16_fast=cpu_has_fast_bf16())
-    dtypes = placement.dtypes
-    if not spec.card.probes and dtype == "auto" and placement.device == "cpu":
-        dtypes = ("float32",)  # no probes to prove that bfloat16 keeps parity: stay exact
+    flags = cpu_flags()
+    placement = choose(device, dtype, cuda_available=cuda, cuda_bf16_supported=cuda and torch.cuda.is_bf16_supported(),
+                       cpu_bf16_fast=cpu_has_fast_bf16(), cpu_fp16_native="avx512_fp16" in flags)
+    if placement.device == "cpu":
+        return _calibrated(spec, dtype=dtype, threads=cpu_threads, flags=flags, rounds=calibration_rounds)
+    set_threads(cpu_threads or 1)
     failures = []
-    for candidate in dtypes:
+    for candidate in placement.dtypes:
         encoder = Encoder(spec, placement, candidate)
         cosines = encoder.probe_cosines()
         worst = float(cosines.min()) if cosines.size else 1.0
@@ -192,8 +223,60 @@ def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", 
             return encoder
         failures.append(f"{candidate}: min cosine {worst:.5f}")
         logger.warning("probe parity failed dtype=%s min_cosine=%.5f", candidate, worst)
-    raise ArtifactError(
+    raise _parity_error(root, failures)
+
+
+def _parity_error(root: Path, failures: list[str]) -> ArtifactError:
+    return ArtifactError(
         f"{root}: re-encoded flipmatch.json probes do not match the exported vectors (need cosine >= "
-        f"{PARITY_MIN_COSINE}; {'; '.join(failures)}). The artifact and this loader disagree: re-export it, or "
-        "check FLIPMATCH_DTYPE."
+        f"{PARITY_MIN_COSINE}, 0.99 for int8; {'; '.join(failures)}). The artifact and this loader disagree: "
+        "re-export it, or check FLIPMATCH_DTYPE."
     )
+
+
+def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: frozenset[str],
+                rounds: int) -> Encoder:
+    """CPU: time the candidates, keep the fastest that passes parity, record the decision in `info`."""
+    started = time.perf_counter()
+    placement = Placement("cpu", ("float32",), "calibration")
+    built: dict[str, Encoder] = {}
+
+    def build(candidate_dtype: str) -> Encoder:
+        if candidate_dtype not in built:
+            built[candidate_dtype] = Encoder(spec, placement, candidate_dtype)
+        return built[candidate_dtype]
+
+    probes = spec.card.probes
+    if probes:  # the artifact's own expected vectors are the reference
+        parity_texts = [p.text for p in probes]
+        reference = np.asarray([p.vector for p in probes], np.float32)
+    else:  # a plain sentence-transformers folder: the fp32 forward is the reference
+        parity_texts = list(CALIBRATION_TEXTS)
+        fp32 = build("float32")
+        reference = fp32.encode(fp32.tokenize(parity_texts))
+    first = build(dtype if dtype not in ("auto", "int8") else "float32")
+    if reference.shape[1] != first.dimension:
+        raise ArtifactError(f"flipmatch.json probes have dimension {reference.shape[1]}, the model outputs "
+                            f"{first.dimension}")
+    texts = first.tokenize(CALIBRATION_TEXTS)
+    timed = [texts[:1], texts[:8]]  # a lone question (latency) and a typical concurrent batch (throughput)
+    candidates = cpu_candidates(dtype=dtype, threads=threads, cores=os.cpu_count() or 1, cpu_flags=flags)
+    measurements, _ = measure(candidates, build=build, set_threads=set_threads, timed_batches=timed,
+                              parity_batch=first.tokenize(parity_texts), reference=reference, rounds=rounds)
+    try:
+        choice = select(measurements)
+    except ConfigError as err:
+        failures = [f"{m.candidate.dtype}: min cosine {m.min_cosine:.5f}" for m in measurements]
+        raise _parity_error(spec.root, list(dict.fromkeys(failures))) from err
+    chosen = built[choice.candidate.dtype]
+    built.clear()  # the losers' weights go with this
+    set_threads(choice.candidate.threads)
+    selection = (f"dtype {'requested' if dtype not in ('auto', 'int8') else 'measured'}, "
+                 f"threads {'requested' if threads else 'measured'}")
+    chosen.record_choice(choice, seconds=time.perf_counter() - started, selection=selection)
+    info = chosen.info
+    logger.info("encoder loaded model=%s device=cpu dtype=%s threads=%d dim=%d max_len=%d overhead_tokens=%s "
+                "calibration_s=%.2f (%s)", spec.name, info.dtype, choice.candidate.threads, info.dimension,
+                info.max_seq_length, f"{info.batch_overhead_tokens:.1f}" if info.batch_overhead_tokens else "n/a",
+                time.perf_counter() - started, choice.reason)
+    return chosen

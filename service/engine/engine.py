@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from service.engine.batcher import DynamicBatcher
+from service.engine.cache import QueryCache, normalise
 from service.errors import ConfigError, InvalidInput
 from service.metrics import Metrics
 
@@ -35,6 +36,17 @@ class TokenizedText:
 
 
 @dataclass(frozen=True)
+class CalibrationRow:
+    """One timed start-up candidate: median ms per probe batch (a lone text, a batch of 8), parity."""
+
+    dtype: str
+    threads: int
+    ms: tuple[float, ...]
+    min_cosine: float
+    passed: bool
+
+
+@dataclass(frozen=True)
 class EncoderInfo:
     model: str
     dimension: int
@@ -43,6 +55,12 @@ class EncoderInfo:
     max_seq_length: int
     fingerprint: str
     match_threshold: float
+    threads: int | None = None  # CPU forward threads (None: not managed, e.g. CUDA)
+    selection: str = "flags"  # how dtype/threads were chosen: "dtype measured, threads measured", ...
+    reason: str = ""
+    calibration: tuple[CalibrationRow, ...] = ()
+    calibration_seconds: float = 0.0
+    batch_overhead_tokens: float | None = None  # fitted from the calibration timings; None: not measured
 
 
 class TextEncoder(Protocol):
@@ -76,6 +94,7 @@ class EmbeddingEngine:
         batch_overhead_tokens: float = 32.0,
         truncate: bool,
         metrics: Metrics | None = None,
+        cache: QueryCache | None = None,
     ) -> None:
         info = encoder.info
         if max_batch_tokens < info.max_seq_length:
@@ -88,6 +107,7 @@ class EmbeddingEngine:
         self._max_text_chars = max_text_chars
         self._truncate = truncate
         self._metrics = metrics
+        self._cache = cache if cache is not None and cache.enabled else None
         self._bulk_chunk = max(1, min(max_queue // 2, max_batch_size * 4))
         self.batcher = DynamicBatcher(
             encoder.encode,
@@ -124,15 +144,51 @@ class EmbeddingEngine:
 
     async def embed(self, texts: Sequence[str], *, wait_for_room: bool = False) -> Embeddings:
         """Embed texts in order. Raises Overloaded (queue full, unless wait_for_room), InvalidInput (too long
-        with truncation off) or EncoderFailed. Cancelling the caller drops its queued texts before compute."""
+        with truncation off) or EncoderFailed. Cancelling the caller drops its queued texts before compute.
+        With the query cache on, texts are embedded in their normalised form and repeats skip the model."""
         if not texts:
             return Embeddings(np.zeros((0, self.info.dimension), np.float32), 0, 0)
-        tokenized = await asyncio.to_thread(self._encoder.tokenize, self._clip(texts))
+        clipped = self._clip(texts)
+        cache = self._cache
+        if cache is None:
+            rows = await self._compute(clipped, list(range(len(clipped))), wait_for_room=wait_for_room)
+        else:
+            keys = [normalise(t) for t in clipped]
+            embed_as = [k or t for k, t in zip(keys, clipped, strict=True)]  # whitespace-only: as given, uncached
+            hits = [cache.get(k) if k else None for k in keys]
+            first: dict[str, int] = {}  # each distinct miss computed once, even if a request repeats it
+            for i, hit in enumerate(hits):
+                if hit is None:
+                    first.setdefault(embed_as[i], i)
+            computed = dict(zip(first, await self._compute(list(first), list(first.values()),
+                                                           wait_for_room=wait_for_room), strict=True))
+            rows = []
+            for i, hit in enumerate(hits):
+                row = hit if hit is not None else computed[embed_as[i]]
+                if hit is None and keys[i]:
+                    cache.put(keys[i], *row)
+                rows.append(row)
+            if self._metrics is not None:
+                self._metrics.cache_hits.inc(sum(h is not None for h in hits))
+                self._metrics.cache_misses.inc(sum(h is None for h in hits))
+        truncated = sum(1 for i, row in enumerate(rows) if row[2] or len(texts[i]) > self._max_text_chars)
+        if truncated and self._metrics is not None:
+            self._metrics.truncated_texts.inc(truncated)
+        return Embeddings(np.stack([row[0] for row in rows]).astype(np.float32, copy=False),
+                          sum(row[1] for row in rows), truncated)
+
+    async def _compute(self, texts: Sequence[str], positions: Sequence[int], *,
+                       wait_for_room: bool) -> list[tuple[np.ndarray, int, bool]]:
+        """(vector, tokens, token-truncated) per text, through the batcher. `positions`: each text's index in
+        the caller's request, for error messages."""
+        if not texts:
+            return []
+        tokenized = await asyncio.to_thread(self._encoder.tokenize, list(texts))
         cut_tokens = [i for i, t in enumerate(tokenized) if t.truncated]
         if cut_tokens and not self._truncate:
             raise InvalidInput(
-                f"text {cut_tokens[0]} is longer than the model's limit of {self.info.max_seq_length} tokens. "
-                "Shorten it, or enable FLIPMATCH_LIMITS__TRUNCATE.",
+                f"text {positions[cut_tokens[0]]} is longer than the model's limit of {self.info.max_seq_length} "
+                "tokens. Shorten it, or enable FLIPMATCH_LIMITS__TRUNCATE.",
                 code="text_too_long",
             )
         items = [(t, t.n_tokens) for t in tokenized]
@@ -142,11 +198,8 @@ class EmbeddingEngine:
         finally:
             for future in futures:  # on error or cancellation, the rest need not be computed
                 future.cancel()
-        truncated = sum(1 for i, t in enumerate(tokenized) if t.truncated or len(texts[i]) > self._max_text_chars)
-        if truncated and self._metrics is not None:
-            self._metrics.truncated_texts.inc(truncated)
-        return Embeddings(np.stack(outputs).astype(np.float32, copy=False), sum(t.n_tokens for t in tokenized),
-                          truncated)
+        return [(np.asarray(out, np.float32), t.n_tokens, t.truncated) for out, t in zip(outputs, tokenized,
+                                                                                        strict=True)]
 
     async def embed_many(self, texts: Sequence[str]) -> Embeddings:
         """Bulk embedding (imports, re-embedding): chunked so it never overflows the queue, waiting for room

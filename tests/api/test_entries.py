@@ -58,7 +58,8 @@ def test_entry_routes_on_a_missing_corpus_are_404(client):
     assert client.put("/v1/corpora/missing/entries/a", json=ENTRY).status_code == 404
     assert client.get("/v1/corpora/missing/entries").status_code == 404
     assert client.get("/v1/corpora/missing/entries/a").status_code == 404
-    assert client.post("/v1/corpora/missing/import?format=jsonl", content=b'{"question": "q"}').status_code == 404
+    assert client.post("/v1/corpora/missing/import", content=b'{"question": "q"}',
+                       headers={"Content-Type": "application/x-ndjson"}).status_code == 404
     assert client.get("/v1/corpora/missing/export").status_code == 404
 
 
@@ -78,7 +79,7 @@ def test_import_jsonl_and_csv_then_export_round_trips(faq):
         exported = faq.get("/v1/corpora/faq/export", params={"format": fmt})
         assert exported.status_code == 200 and exported.headers["content-type"].startswith(media)
         faq.post("/v1/corpora", json={"name": f"copy-{fmt}"})
-        again = faq.post(f"/v1/corpora/copy-{fmt}/import", params={"format": fmt}, content=exported.content)
+        again = faq.post(f"/v1/corpora/copy-{fmt}/import", headers={"Content-Type": media}, content=exported.content)
         assert again.json()["entries"] == 4
         original = faq.get("/v1/corpora/faq/entries").json()["data"]
         assert faq.get(f"/v1/corpora/copy-{fmt}/entries").json()["data"] == original
@@ -89,7 +90,6 @@ def test_import_jsonl_and_csv_then_export_round_trips(faq):
     (b'{"question": "ok"}\n{"answer": "no question"}', {"Content-Type": "application/x-ndjson"},
      "line 2: question: Field required"),
     (b"answer\nx\n", {"Content-Type": "text/csv"}, "'question' column"),
-    (b'{"question": "q"}', {"Content-Type": "application/pdf"}, "add ?format=csv or ?format=jsonl"),
     (b"", {"Content-Type": "text/csv"}, "'question' column"),
     (b"\n\n", {"Content-Type": "application/x-ndjson"}, "holds no entries"),
 ])
@@ -97,6 +97,27 @@ def test_bad_imports_write_nothing(faq, content, headers, message):
     response = faq.post("/v1/corpora/faq/import", content=content, headers=headers)
     assert response.status_code == 422 and message in response.json()["error"]["message"]
     assert faq.get("/v1/corpora/faq").json()["entries"] == 0
+
+
+@pytest.mark.parametrize(("headers", "url", "message"), [
+    ({"Content-Type": "application/pdf"}, "/v1/corpora/faq/import", "cannot import a 'application/pdf'"),
+    ({}, "/v1/corpora/faq/import", "send Content-Type: text/csv or application/x-ndjson"),
+    # The format comes from Content-Type only; the old query parameter gets a pointer, not a silent guess.
+    ({"Content-Type": "application/x-www-form-urlencoded"}, "/v1/corpora/faq/import?format=jsonl",
+     "the ?format= parameter is gone"),
+])
+def test_imports_in_other_media_types_are_415(faq, headers, url, message):
+    response = faq.post(url, content=b'{"question": "q"}', headers=headers)
+    assert response.status_code == 415 and message in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert faq.get("/v1/corpora/faq").json()["entries"] == 0
+
+
+@pytest.mark.parametrize("media", ["text/csv; charset=utf-8", "application/jsonl", "application/csv"])
+def test_import_media_type_aliases_and_parameters(faq, media):
+    body = b"question\nq1\n" if "csv" in media else b'{"question": "q1"}\n'
+    response = faq.post("/v1/corpora/faq/import", content=body, headers={"Content-Type": media})
+    assert response.status_code == 200 and response.json()["entries"] == 1
 
 
 def test_bad_pagination(faq):

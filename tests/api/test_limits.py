@@ -23,7 +23,8 @@ def test_a_chunked_oversized_body_is_refused_while_streaming(api):
     with api(limits={"max_body_bytes": 1000}) as client:
         json_route = client.post("/v1/embeddings", content=chunks(), headers={"Content-Type": "application/json"})
         client.post("/v1/corpora", json={"name": "faq"})
-        import_route = client.post("/v1/corpora/faq/import?format=jsonl", content=chunks())
+        import_route = client.post("/v1/corpora/faq/import", content=chunks(),
+                                   headers={"Content-Type": "application/x-ndjson"})
     assert json_route.status_code == 413 and json_route.json()["error"]["code"] == "body_too_large"
     assert import_route.status_code == 413
 
@@ -78,3 +79,22 @@ def test_lone_surrogates_are_replaced_not_a_500(client):
     assert written.status_code == 200
     assert client.get("/v1/corpora/x/export").status_code == 200
     assert client.post("/v1/corpora/x/search", content=b'{"query": "\\udc00"}', headers=headers).status_code == 200
+
+
+def test_nul_in_texts_is_stored_as_replacement_on_every_store(api, store_settings):
+    """PostgreSQL text and jsonb refuse NUL (0x00); the schema layer turns it into U+FFFD for every store, so a
+    write that answered 200 reads back the same everywhere (entry texts, metadata, imports, corpus description)."""
+    with api(**store_settings) as client:
+        assert client.post("/v1/corpora", json={"name": "x", "description": "d\u0000"}).status_code == 201
+        assert client.get("/v1/corpora/x").json()["description"] == "d\ufffd"
+        written = client.put("/v1/corpora/x/entries/a", json={
+            "question": "q\u0000", "alt_questions": ["alt\u0000"], "answer": "a\u0000",
+            "metadata": {"k\u0000": "v\u0000"}})
+        assert written.status_code == 200, written.text
+        imported = client.post("/v1/corpora/x/import", content="id,question,answer\nb,q2\u0000,a2\n",
+                               headers={"Content-Type": "text/csv"})
+        assert imported.status_code == 200, imported.text
+        entry = client.get("/v1/corpora/x/entries/a").json()
+        assert (entry["question"], entry["alt_questions"], entry["answer"], entry["metadata"]) == (
+            "q\ufffd", ["alt\ufffd"], "a\ufffd", {"k\ufffd": "v\ufffd"})
+        assert client.get("/v1/corpora/x/entries/b").json()["question"] == "q2\ufffd"

@@ -21,6 +21,25 @@ def test_info(client):
     assert info["model"] == "encoder" and info["dimension"] == 32 and info["max_seq_length"] == 64
     assert (info["device"], info["dtype"], info["match_threshold"]) == ("cpu", "float32", 0.5)
     assert re.fullmatch(r"[0-9a-f]{64}", info["fingerprint"])
+    compute = info["compute"]
+    assert (compute["selection"], compute["threads"]) == ("dtype requested, threads requested", 1)
+    assert [(c["dtype"], c["threads"], c["passed"]) for c in compute["candidates"]] == [("float32", 1, True)]
+    assert len(compute["candidates"][0]["ms"]) == 2 and compute["reason"].startswith("measured: float32/1t")
+
+
+def test_repeated_queries_are_served_from_the_cache(client):
+    def counter(name: str) -> float:
+        line = next(x for x in client.get("/metrics").text.splitlines() if x.startswith(name + " "))
+        return float(line.split()[1])
+
+    first = client.post("/v1/embeddings", json={"input": ["How do I reset my PIN?"]}).json()
+    hits, misses = counter("flipmatch_query_cache_hits_total"), counter("flipmatch_query_cache_misses_total")
+    again = client.post("/v1/embeddings", json={"input": ["  How do I  reset my PIN? ", "How do I reset my PIN?"]})
+    assert counter("flipmatch_query_cache_hits_total") == hits + 2
+    assert counter("flipmatch_query_cache_misses_total") == misses
+    for row in again.json()["data"]:
+        assert row["embedding"] == first["data"][0]["embedding"]
+    assert again.json()["usage"]["prompt_tokens"] == 2 * first["usage"]["prompt_tokens"]
 
 
 def test_readiness_waits_for_corpora_and_reports_shutdown(make_settings, monkeypatch):
@@ -71,7 +90,9 @@ def test_metrics_after_traffic_use_route_templates(client):
                  "flipmatch_batch_tokens_count", "flipmatch_inference_duration_seconds_count",
                  "flipmatch_queue_rejections_total", "flipmatch_truncated_texts_total",
                  'flipmatch_corpus_entries{corpus="faq"} 1.0', 'flipmatch_corpus_vectors{corpus="faq"} 1.0',
-                 'flipmatch_model_info{device="cpu",dimension="32",dtype="float32",model="encoder"} 1.0',
+                 'flipmatch_model_info{device="cpu",dimension="32",dtype="float32",model="encoder",'
+                 'selection="dtype requested, threads requested",threads="1"} 1.0',
+                 "flipmatch_query_cache_hits_total", "flipmatch_query_cache_misses_total",
                  "flipmatch_decisions_total"):
         assert name in text, name
 
@@ -117,7 +138,7 @@ def test_openapi_documents_every_route(client):
         assert operation.get("description"), f"{method} {path} has no description"
         if path.startswith("/v1/") and path != "/v1/info":
             assert "422" in operation["responses"], f"{method} {path} documents no 422"
-    assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
+    assert {"AdminBearer", "AdminApiKey", "QueryBearer", "QueryApiKey"} <= set(spec["components"]["securitySchemes"])
     assert "application/x-ndjson" in spec["paths"]["/v1/corpora/{name}/import"]["post"]["requestBody"]["content"]
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -20,15 +18,9 @@ from typing import Any, TypeVar
 import yaml
 from stack_files import ALERTS, PROMETHEUS_CONFIG, REPO
 
-from tests.fixtures.processes import stop_process
+from tests.fixtures.server import free_port, running
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.25,
@@ -62,10 +54,6 @@ def http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tupl
         return err.code, err.read()
 
 
-def _tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
-
-
 def service_env(*, model_path: Path, data_dir: Path, port: int, admin_key_file: Path) -> dict[str, str]:
     """The process environment with our FLIPMATCH_* only: settings the machine happens to have never leak in."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FLIPMATCH_")}
@@ -89,22 +77,11 @@ def running_service(model_path: Path, workdir: Path, *, timeout: float = 240.0) 
     port = free_port()
     key_file = workdir / "admin_key"
     key_file.write_text("deploy-test-admin-key\n")
-    log = workdir / "service.log"
     env = service_env(model_path=model_path, data_dir=workdir / "data", port=port, admin_key_file=key_file)
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "service"], cwd=workdir, env=env,
-                                   stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
-        def died() -> str | None:
-            code = process.poll()
-            return None if code is None else f"service exited with {code}; log:\n{_tail(log)}"
-
-        wait_for(lambda: http("GET", f"{base}/health/ready", timeout=5)[0] == 200,
-                 timeout=timeout, what=f"service ready (log {log})", interval=0.5, alive=died)
+    with running([sys.executable, "-m", "service"], ready_url=f"{base}/health/ready", log=workdir / "service.log",
+                 env=env, cwd=workdir, timeout=timeout, interval=0.5, name="service"):
         yield base
-    finally:
-        stop_process(process, grace=15)
 
 
 def prometheus_config_for(target: str, rules: Path = ALERTS) -> dict[str, Any]:
@@ -128,22 +105,12 @@ def running_prometheus(config: dict[str, Any], workdir: Path, *, timeout: float 
     port = free_port()
     config_file = workdir / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config))
-    log = workdir / "prometheus.log"
     args = ["prometheus", f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
-        def died() -> str | None:
-            code = process.poll()
-            return None if code is None else f"prometheus exited with {code}; log:\n{_tail(log)}"
-
-        wait_for(lambda: http("GET", f"{base}/-/ready", timeout=5)[0] == 200,
-                 timeout=timeout, what="prometheus ready", alive=died)
+    with running(args, ready_url=f"{base}/-/ready", log=workdir / "prometheus.log", cwd=workdir, timeout=timeout,
+                 interval=0.25, name="prometheus"):
         yield base
-    finally:
-        stop_process(process, grace=15)
 
 
 def promql(base: str, query: str) -> list[dict[str, Any]]:

@@ -15,7 +15,9 @@ from stack_files import (
 )
 
 # Metrics service/metrics.py added beyond the list that the dashboard or alerts also read.
-BEYOND_CONTRACT = {"flipmatch_batch_failures_total"}
+BEYOND_CONTRACT = {"flipmatch_batch_failures_total", "flipmatch_store_lag_seconds", "flipmatch_store_lag_changes",
+                   "flipmatch_store_apply_delay_seconds", "flipmatch_store_applied_sequence",
+                   "flipmatch_store_reachable"}
 
 
 def _used_metrics() -> dict[str, set[str]]:
@@ -71,6 +73,8 @@ def _panel_exprs(title_word: str) -> str:
         ("corpus entries", ["flipmatch_corpus_entries"]),
         ("corpus vectors", ["flipmatch_corpus_vectors"]),
         ("model", ["flipmatch_model_info"]),
+        ("store lag", ["flipmatch_store_lag_seconds", "by (instance)"]),
+        ("store apply delay", ["flipmatch_store_apply_delay_seconds_bucket", "by (instance, le)"]),
     ],
 )
 def test_dashboard_shows(title_word, must_contain):

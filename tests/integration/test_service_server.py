@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,19 +18,13 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.processes import stop_process
+from tests.fixtures.server import ADMIN_KEY, ServiceProcess, free_port
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
-ADMIN = "integration-admin-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+ADMIN = ADMIN_KEY
 
 
 def request(method: str, url: str, body: Any = None, *, raw: bytes | None = None, content_type: str | None = None,
@@ -52,33 +45,17 @@ def request(method: str, url: str, body: Any = None, *, raw: bytes | None = None
 @contextlib.contextmanager
 def server(model: Path, data_dir: Path, log: Path, *, timeout: float = 120.0, **env: str) -> Iterator[str]:
     """Start the service, yield its URL once /health/ready is 200, stop it with SIGTERM (as an orchestrator)."""
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLIPMATCH_")}
-    environment.update({"FLIPMATCH_MODEL_PATH": str(model), "FLIPMATCH_DATA_DIR": str(data_dir),
-                        "FLIPMATCH_HOST": "127.0.0.1", "FLIPMATCH_PORT": str(port), "FLIPMATCH_DEVICE": "cpu",
-                        "FLIPMATCH_AUTH__ADMIN_KEY": ADMIN, "FLIPMATCH_CPU_THREADS": "1", **env})
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
-    with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=environment, stdout=out,
-                                   stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    shutdowns_before = log.read_text().count("Application shutdown complete")
+    process = ServiceProcess(model, data_dir, log, **env)
+    shutdowns_before = log.read_text().count("Application shutdown complete") if log.exists() else 0
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert process.poll() is None, f"server exited with {process.returncode}:\n{log.read_text()[-4000:]}"
-            with contextlib.suppress(OSError):
-                if request("GET", f"{url}/health/ready", timeout=2)[0] == 200:
-                    break
-            assert time.monotonic() < deadline, f"not ready in {timeout}s:\n{log.read_text()[-4000:]}"
-            time.sleep(0.1)  # poll interval, bounded by the deadline above
-        yield url
+        yield process.start(timeout=timeout)
     finally:
-        stop_process(process)
+        process.stop()
     # uvicorn re-raises the SIGTERM it handled once shutdown is complete, so -15 is a clean exit too.
+    assert process.process is not None
     shutdowns = log.read_text().count("Application shutdown complete") - shutdowns_before
-    clean = process.returncode in (0, -signal.SIGTERM) and shutdowns == 1
-    assert clean, f"unclean shutdown ({process.returncode}):\n{log.read_text()[-4000:]}"
+    clean = process.process.returncode in (0, -signal.SIGTERM) and shutdowns == 1
+    assert clean, f"unclean shutdown ({process.process.returncode}):\n{log.read_text()[-4000:]}"
 
 
 ENTRIES = [
@@ -135,12 +112,20 @@ def test_demo_corpora_load_once(tiny_artifact, tmp_path):
         status, body = request("POST", f"{url}/v1/corpora/banking77/search", {"query": "I am still waiting on my "
                                                                                        "card?"})
         assert status == 200 and body["results"][0]["candidates"][0]["id"] == "card_arrival"
+        # Both demo corpora calibrated themselves at load: banking77 from its alternates, medquad (no alternates)
+        # on negatives only; the thresholds in force are the calibrated ones.
+        status, calibration = request("GET", f"{url}/v1/corpora/banking77/calibration")
+        assert status == 200 and calibration["source"] == "self" and calibration["positives"] > 1000
+        assert calibration["sources"]["negatives"]["other_corpora"] > 0
+        assert corpora["banking77"]["answer_threshold"] == calibration["answer_threshold"]
+        assert request("GET", f"{url}/v1/corpora/medquad/calibration")[1]["positives"] == 0
     started = time.monotonic()
     with server(tiny_artifact, data_dir, log, **demo) as url:
         second_start = time.monotonic() - started
         assert request("GET", f"{url}/v1/corpora/medquad")[1]["entries"] == 300
     assert second_start < 60, f"restart took {second_start:.1f}s (first start {first_start:.1f}s)"
     assert log.read_text().count("demo corpus loaded name=banking77") == 1
+    assert log.read_text().count("calibrated corpus=banking77") == 1  # kept across the restart, not redone
 
 
 def test_a_new_model_reembeds_stored_corpora(tiny_artifact, build_tiny_encoder, tmp_path):

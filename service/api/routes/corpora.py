@@ -18,10 +18,19 @@ def _check_rerank(enabled: bool, reranker: object) -> None:
                            "one trained with loss.generative_weight > 0 (docs/artifact.md, match_head)",
                            code="rerank_unavailable")
 
+
 router = APIRouter(prefix="/v1/corpora", tags=["corpora"], responses=ERROR_RESPONSES)
 
+# OpenAPI links: what a client (or a stateful fuzzer) can call next with the corpus it just created.
+_BY_NAME = {"name": "$response.body#/name"}
+_CREATED_LINKS = {link: {"operationId": op, "parameters": _BY_NAME} for link, op in {
+    "GetCorpus": "get_corpus", "UpdateCorpus": "update_corpus", "DeleteCorpus": "delete_corpus",
+    "SearchCorpus": "search_corpus", "UpsertEntries": "upsert_entries", "ListEntries": "list_entries",
+    "ImportEntries": "import_entries", "ExportEntries": "export_entries"}.items()}
 
-@router.post("", response_model=CorpusPublic, status_code=201, dependencies=[AdminKey])
+
+@router.post("", response_model=CorpusPublic, status_code=201, dependencies=[AdminKey],
+             responses={201: {"description": "The new corpus.", "links": _CREATED_LINKS}})
 async def create_corpus(body: CorpusCreate, corpora: CorporaDep, engine: EngineDep, state: StateDep) -> CorpusPublic:
     """Create an empty corpus. answer_threshold defaults to the model card's match_threshold. 409 if it exists.
     rerank.enabled is refused (422) when the served model has no match head."""

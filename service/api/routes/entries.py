@@ -10,18 +10,19 @@ from pydantic import ValidationError
 
 from service.api.deps import AdminKey, CorporaDep, QueryKey
 from service.api.routes.paths import CorpusName, EntryId
-from service.api.schemas.common import ERROR_RESPONSES
-from service.api.schemas.corpora import EntriesPublic, EntryCreate, EntryFields, EntryPublic, WriteResponse
+from service.api.schemas.common import ERROR_RESPONSES, ErrorResponse
+from service.api.schemas.corpora import EntriesPublic, EntryCreate, EntryFields, EntryList, EntryPublic, WriteResponse
 from service.corpus import formats
 from service.corpus.registry import WriteSummary
 from service.corpus.store import Entry
-from service.errors import InvalidInput
+from service.errors import InvalidInput, UnsupportedMediaType
 
 router = APIRouter(prefix="/v1/corpora/{name}", tags=["entries"], responses=ERROR_RESPONSES)
 
 _MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
-_CONTENT_TYPES = {"application/x-ndjson": "jsonl", "application/jsonl": "jsonl", "application/jsonlines": "jsonl",
-                  "application/x-jsonlines": "jsonl", "text/csv": "csv", "application/csv": "csv"}
+# Content-Type -> import format. The first of each is the documented one; the others are common aliases.
+_CONTENT_TYPES = {"application/x-ndjson": "jsonl", "text/csv": "csv", "application/jsonl": "jsonl",
+                  "application/jsonlines": "jsonl", "application/x-jsonlines": "jsonl", "application/csv": "csv"}
 Format = Literal["jsonl", "csv"]
 
 
@@ -29,17 +30,25 @@ def _written(summary: WriteSummary) -> WriteResponse:
     return WriteResponse(entries=summary.entries, vectors=summary.vectors, truncated=summary.truncated)
 
 
-@router.put("/entries/{entry_id}", response_model=WriteResponse, dependencies=[AdminKey])
+# OpenAPI links: the entry a PUT wrote can be read back and deleted; a bulk write can be listed.
+_ENTRY = {"name": "$request.path.name", "entry_id": "$request.path.entry_id"}
+_PUT_LINKS = {"GetEntry": {"operationId": "get_entry", "parameters": _ENTRY},
+              "DeleteEntry": {"operationId": "delete_entry", "parameters": _ENTRY}}
+_LIST_LINKS = {"ListEntries": {"operationId": "list_entries", "parameters": {"name": "$request.path.name"}},
+               "SearchCorpus": {"operationId": "search_corpus", "parameters": {"name": "$request.path.name"}}}
+
+
+@router.put("/entries/{entry_id}", response_model=WriteResponse, dependencies=[AdminKey],
+            responses={200: {"description": "Written.", "links": _PUT_LINKS}})
 async def upsert_entry(name: CorpusName, entry_id: EntryId, body: EntryFields, corpora: CorporaDep) -> WriteResponse:
     """Create or replace one entry. Acknowledged once committed; searchable from the response on."""
     return _written(await corpora.upsert(name, [body.to_entry(entry_id)]))
 
 
-@router.post("/entries", response_model=WriteResponse, dependencies=[AdminKey])
-async def upsert_entries(name: CorpusName, body: list[EntryCreate], corpora: CorporaDep) -> WriteResponse:
+@router.post("/entries", response_model=WriteResponse, dependencies=[AdminKey],
+             responses={200: {"description": "Written.", "links": _LIST_LINKS}})
+async def upsert_entries(name: CorpusName, body: EntryList, corpora: CorporaDep) -> WriteResponse:
     """Create or replace many entries in one transaction (all or none). An id repeated in the list: last wins."""
-    if not body:
-        raise InvalidInput("the list is empty; send at least one entry", code="empty_list")
     return _written(await corpora.upsert(name, [e.to_entry() for e in body]))
 
 
@@ -64,14 +73,14 @@ async def delete_entry(name: CorpusName, entry_id: EntryId, corpora: CorporaDep)
     return Response(status_code=204)
 
 
-def _import_format(request: Request, given: str | None) -> str:
-    if given is not None:
-        return given
+def _import_format(request: Request) -> str:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in _CONTENT_TYPES:
         return _CONTENT_TYPES[content_type]
-    raise InvalidInput(f"cannot tell the import format from Content-Type {content_type or '(none)'!r}; send "
-                       "text/csv or application/x-ndjson, or add ?format=csv or ?format=jsonl", code="unknown_format")
+    hint = " (the ?format= parameter is gone: the format comes from Content-Type)" if "format" in request.query_params \
+        else ""
+    raise UnsupportedMediaType(f"cannot import a {content_type or 'body without Content-Type'!r}{hint}; send "
+                               "Content-Type: text/csv or application/x-ndjson", code="unsupported_media_type")
 
 
 def _parse(data: bytes, fmt: str) -> list[Entry]:
@@ -88,18 +97,29 @@ def _parse(data: bytes, fmt: str) -> list[Entry]:
     return entries
 
 
+# The body is a file; `format: binary` lets generated clients send its bytes as they are.
+_IMPORT_BODY = {"required": True, "description": "Entries as CSV or JSONL, all validated before any is written.",
+                "content": {
+    "text/csv": {"schema": {"type": "string", "format": "binary", "minLength": 1, "description": formats.CSV_HELP},
+                 "example": "id,question,alt_questions,answer\na1,How do I reset my PIN?,forgot pin|new pin,"
+                            "In the app.\n"},
+    "application/x-ndjson": {"schema": {"type": "string", "format": "binary", "minLength": 1,
+                                        "description": formats.JSONL_HELP},
+                             "example": '{"id": "a1", "question": "How do I reset my PIN?", "alt_questions": '
+                                        '["forgot pin"], "answer": "In the app.", "metadata": {}}\n'}}}
+
+
 @router.post("/import", response_model=WriteResponse, dependencies=[AdminKey], openapi_extra={
-    "requestBody": {"required": True, "content": {
-        "application/x-ndjson": {"schema": {"type": "string"}, "example": '{"id": "a1", "question": "...", '
-                                 '"alt_questions": [], "answer": "...", "metadata": {}}'},
-        "text/csv": {"schema": {"type": "string"}, "example": "id,question,alt_questions,answer\na1,...,...,..."}}}})
-async def import_entries(name: CorpusName, request: Request, corpora: CorporaDep,
-                         fmt: Annotated[Format | None, Query(alias="format", description="Overrides Content-Type.")]
-                         = None) -> WriteResponse:
-    """Bulk upsert from a JSONL or CSV body (format from Content-Type or ?format=), in one transaction: every
-    line is validated before anything is written, and errors name the line."""
+    "requestBody": _IMPORT_BODY}, responses={
+        200: {"description": "Written.", "links": _LIST_LINKS},
+        415: {"model": ErrorResponse, "description": "Content-Type is not text/csv or application/x-ndjson (or an "
+              "alias)."}})
+async def import_entries(name: CorpusName, request: Request, corpora: CorporaDep) -> WriteResponse:
+    """Bulk upsert from a CSV (Content-Type: text/csv) or JSONL (application/x-ndjson) body, in one transaction:
+    every line is validated before anything is written, and errors name the line."""
     corpora.info(name)
-    entries = _parse(await request.body(), _import_format(request, fmt))
+    fmt = _import_format(request)  # before reading the body: a wrong media type costs no upload
+    entries = _parse(await request.body(), fmt)
     return _written(await corpora.upsert(name, entries))
 
 

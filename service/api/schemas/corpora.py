@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from service.api.schemas.common import RequestModel, text_list
+from service.api.schemas.common import Integer, RequestModel, Text
 from service.corpus.registry import CorpusInfo
 from service.corpus.store import CORPUS_NAME, ENTRY_ID, CorpusConfig, Entry
 
@@ -15,19 +15,11 @@ _DEFAULTS = CorpusConfig()
 MAX_ALTERNATES = 100
 
 
-def _question(text: str) -> str:
-    text_list(text)
-    return text
-
-
-Question = Annotated[str, AfterValidator(_question)]
-
-
 class RerankSettings(RequestModel):
     enabled: bool = Field(False, description="Reorder the top_k search candidates by the model's match head "
                           "(needs a model exported with a match_head; see docs/artifact.md).")
-    top_k: int = Field(_DEFAULTS.rerank_top_k, ge=1, le=100, description="Candidates the match head scores per "
-                       "query; a search fetches max(top_k of the request, this) and returns the request's top_k.")
+    top_k: Integer = Field(_DEFAULTS.rerank_top_k, ge=1, le=100, description="Candidates the match head scores per "
+                           "query; a search fetches max(top_k of the request, this) and returns the request's top_k.")
 
 
 def rerank_fields(rerank: RerankSettings) -> dict[str, Any]:
@@ -49,6 +41,9 @@ class CorpusCreate(RequestModel):
 
 
 class CorpusUpdate(RequestModel):
+    # An empty PATCH changes nothing and is refused; the schema says so.
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
     description: str | None = Field(None, max_length=2000)
     answer_threshold: float | None = Field(None, ge=-1.0, le=1.0)
     clarify_margin: float | None = Field(None, ge=0.0, le=2.0)
@@ -98,8 +93,8 @@ class CorporaPublic(BaseModel):
 
 
 class EntryFields(RequestModel):
-    question: Question = Field(examples=["How long does card delivery take?"])
-    alt_questions: list[Question] = Field(default_factory=list, max_length=MAX_ALTERNATES,
+    question: Text = Field(examples=["How long does card delivery take?"])
+    alt_questions: list[Text] = Field(default_factory=list, max_length=MAX_ALTERNATES,
                                           description="Other phrasings; each is matched like the question.")
     answer: str = Field("", examples=["Cards arrive within 3-5 working days."])
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form JSON, returned with matches.")
@@ -127,6 +122,16 @@ class EntryPublic(EntryFields):
                    answer=entry.answer, metadata=dict(entry.metadata))
 
 
+def _entries(value: Any) -> Any:
+    if isinstance(value, list) and not value:
+        raise ValueError("the list is empty; send at least one entry")
+    return value
+
+
+# A bulk upsert body: at least one entry (checked first so the message says what to do).
+EntryList = Annotated[list[EntryCreate], BeforeValidator(_entries), Field(min_length=1)]
+
+
 class EntriesPublic(BaseModel):
     data: list[EntryPublic]
     count: int = Field(description="Entries in the corpus (all pages).")
@@ -137,4 +142,4 @@ class EntriesPublic(BaseModel):
 class WriteResponse(BaseModel):
     entries: int = Field(description="Entries written (committed before this response).")
     vectors: int = Field(description="Vectors indexed for them.")
-    truncated: int = Field(0, description="Questions cut to the character or token limit.")
+    truncated: int = Field(0, description="Texts cut to the character or token limit.")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 
-from service.api.schemas.common import RequestModel, Usage, text_list
+from service.api.schemas.common import LIMIT, Integer, RequestModel, Texts, Usage
 
 
 class EmbeddingRequest(RequestModel):
-    input: Annotated[str | list[str], BeforeValidator(text_list)] = Field(
+    input: Texts = Field(
         description="A text or a list of texts (at most FLIPMATCH_LIMITS__MAX_TEXTS).",
         examples=["How do I activate my card?"],
     )
@@ -18,7 +18,8 @@ class EmbeddingRequest(RequestModel):
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="float: a JSON array; base64: little-endian float32 bytes, base64-encoded."
     )
-    dimensions: int | None = Field(None, ge=1, description="Must equal the model's dimension when given.")
+    dimensions: Integer | None = Field(None, ge=1, description="Must equal the model's dimension (GET /v1/info) when "
+                                   "given.", json_schema_extra={LIMIT: "dimension"})
     user: str | None = Field(None, description="Accepted for OpenAI compatibility; ignored.")
 
     def texts(self) -> list[str]:

@@ -5,15 +5,54 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
+class CalibrationCandidate(BaseModel):
+    dtype: str
+    threads: int
+    ms: list[float] = Field(description="Median ms per forward pass of each probe batch (1 text, 8 texts).")
+    min_cosine: float = Field(description="Worst cosine to the reference vectors (flipmatch.json probes).")
+    passed: bool = Field(description="Parity held (cosine >= 0.999; 0.99 for int8); only these can be chosen.")
+
+
+class ComputeChoice(BaseModel):
+    """How the service chose its CPU dtype and forward threads at start-up."""
+
+    selection: str = Field(description="Per knob: requested (FLIPMATCH_DTYPE / FLIPMATCH_CPU_THREADS) or measured "
+                           "by the start-up calibration; 'flags' where nothing was timed (CUDA).")
+    reason: str = Field(description="The decision in words, with the timings it rests on.")
+    threads: int | None = Field(description="CPU forward threads; null where not managed (CUDA).")
+    batch_overhead_tokens: float | None = Field(
+        description="Fixed cost per forward pass in padded tokens, fitted from the calibration timings "
+        "(the batcher's cost model); null when not measured.")
+    calibration_seconds: float = Field(description="Time the calibration took at start-up.")
+    candidates: list[CalibrationCandidate] = Field(description="Every timed configuration.")
+
+
 class InfoResponse(BaseModel):
     model: str = Field(description="Served model (artifact folder name or model id).")
     dimension: int
     device: str
-    dtype: str
+    dtype: str = Field(description="Served dtype: float32, bfloat16, float16 or int8 (see `compute`).")
+    compute: ComputeChoice
     max_seq_length: int = Field(description="Tokens per text; longer texts are truncated or refused.")
     fingerprint: str = Field(description="sha256 of the model files; corpora record it to detect model changes.")
     match_threshold: float = Field(description="Default /v1/match threshold (flipmatch.json).")
 
 
+class StoreStatus(BaseModel):
+    """How far this replica has followed the shared store's change sequence (PostgreSQL store only)."""
+
+    applied_sequence: int = Field(description="Every change up to this sequence number is searchable here.")
+    head_sequence: int = Field(description="The newest change-sequence number seen in the database.")
+    lag_changes: int = Field(description="head_sequence - applied_sequence.")
+    lag_seconds: float = Field(description="Age of the oldest change not applied yet; 0 when caught up.")
+    reachable: bool = Field(
+        description="The database answered the last call. When false, searches keep serving from memory and "
+        "writes get 503 with Retry-After."
+    )
+
+
 class HealthResponse(BaseModel):
     status: str = Field(description="ok, or why the service is not ready.")
+    store: StoreStatus | None = Field(
+        None, description="Readiness only, with a shared PostgreSQL store: the replica's applied sequence and lag."
+    )

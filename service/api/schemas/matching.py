@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import BaseModel, Field
 
-from pydantic import AfterValidator, BaseModel, Field
-
-from service.api.schemas.common import RequestModel, Usage, text_list
-
-
-def _non_empty(text: str) -> str:
-    text_list(text)
-    return text
+from service.api.schemas.common import LIMIT, RequestModel, Text, Usage
 
 
 class TextPair(RequestModel):
-    a: Annotated[str, AfterValidator(_non_empty)] = Field(description="First text.")
-    b: Annotated[str, AfterValidator(_non_empty)] = Field(description="Second text.")
+    a: Text = Field(description="First text.")
+    b: Text = Field(description="Second text.")
 
 
 class MatchRequest(RequestModel):
-    pairs: list[TextPair] = Field(min_length=1, description="Pairs to compare (at most FLIPMATCH_LIMITS__MAX_TEXTS).")
+    pairs: list[TextPair] = Field(min_length=1, description="Pairs to compare (at most FLIPMATCH_LIMITS__MAX_TEXTS).",
+                                  json_schema_extra={LIMIT: "max_texts"})
     threshold: float | None = Field(
         None, ge=-1.0, le=1.0, description="Cosine at or above which a pair matches; default: the model card's "
         "match_threshold (flipmatch.json)."

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 
-from service.api.schemas.common import RequestModel, Usage, text_list
+from service.api.schemas.common import LIMIT, Integer, RequestModel, Texts, Usage
 
 
 class SearchRequest(RequestModel):
-    query: Annotated[str | list[str], BeforeValidator(text_list)] = Field(
+    query: Texts = Field(
         description="A question, or a list of questions (at most FLIPMATCH_LIMITS__MAX_TEXTS).",
         examples=["my card hasn't arrived yet"],
     )
-    top_k: int = Field(5, ge=1, description="Candidates per query (distinct entries; at most "
-                       "FLIPMATCH_LIMITS__MAX_TOP_K).")
+    top_k: Integer = Field(5, ge=1, description="Candidates per query (distinct entries; at most "
+                       "FLIPMATCH_LIMITS__MAX_TOP_K).", json_schema_extra={LIMIT: "max_top_k"})
 
     def queries(self) -> list[str]:
         return [self.query] if isinstance(self.query, str) else list(self.query)

@@ -4,6 +4,7 @@ chain, truncation is reported, and a probe mismatch fails the load."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -84,27 +85,58 @@ def test_bfloat16_on_cpu_keeps_parity(tiny_artifact):
     assert cosine(ours, reference).min() >= 0.999
 
 
-def test_auto_falls_back_to_float32_when_half_precision_misses_the_probes(tiny_artifact, monkeypatch, caplog):
+def test_auto_keeps_float32_when_half_precision_misses_the_probes(tiny_artifact, monkeypatch):
     from service.engine import encoder as encoder_module
 
-    monkeypatch.setattr(encoder_module, "cpu_has_fast_bf16", lambda: True)
-    real = encoder_module.Encoder.probe_cosines
+    real = encoder_module.Encoder.encode
 
-    def pretend_bf16_drifts(self):
-        return real(self) if self.dtype == "float32" else np.array([0.99], np.float32)
+    def pretend_bf16_drifts(self, batch):
+        out = real(self, batch)
+        return out if self.dtype == "float32" else out + np.float32(0.5)
 
-    monkeypatch.setattr(encoder_module.Encoder, "probe_cosines", pretend_bf16_drifts)
-    with caplog.at_level("WARNING"):
-        encoder = load_encoder(str(tiny_artifact), device="cpu", dtype="auto")
-    assert encoder.info.dtype == "float32"
-    assert "probe parity failed dtype=bfloat16" in caplog.text
+    monkeypatch.setattr(encoder_module.Encoder, "encode", pretend_bf16_drifts)
+    encoder = load_encoder(str(tiny_artifact), device="cpu", dtype="auto", cpu_threads=None, calibration_rounds=1)
+    info = encoder.info
+    assert info.dtype == "float32"
+    assert "failed parity: bfloat16" in info.reason
+    bf16 = [row for row in info.calibration if row.dtype == "bfloat16"]
+    assert bf16 and not any(row.passed for row in bf16) and all(row.ms == () for row in bf16)
 
 
-def test_auto_without_probes_stays_float32_on_cpu(tiny_artifact, tmp_path, monkeypatch):
-    from service.engine import encoder as encoder_module
+def test_calibration_records_its_measured_choice(tiny_artifact):
+    info = load_encoder(str(tiny_artifact), device="cpu", dtype="auto", cpu_threads=None,
+                        calibration_rounds=1).info
+    assert info.selection == "dtype measured, threads measured"
+    assert info.threads in {1, os.cpu_count()}
+    timed = {(row.dtype, row.threads) for row in info.calibration}
+    assert ("float32", 1) in timed and ("bfloat16", 1) in timed
+    chosen = next(r for r in info.calibration if (r.dtype, r.threads) == (info.dtype, info.threads))
+    assert chosen.passed and len(chosen.ms) == 2
+    assert info.reason.startswith(f"measured: {info.dtype}/{info.threads}t")
 
-    monkeypatch.setattr(encoder_module, "cpu_has_fast_bf16", lambda: True)
+
+def test_explicit_settings_are_used_as_given(tiny_artifact):
+    info = load_encoder(str(tiny_artifact), device="cpu", dtype="float32", cpu_threads=1).info
+    assert (info.dtype, info.threads, info.selection) == ("float32", 1, "dtype requested, threads requested")
+    assert [(r.dtype, r.threads) for r in info.calibration] == [("float32", 1)]
+
+
+def test_auto_without_probes_checks_parity_against_the_float32_forward(tiny_artifact, tmp_path):
     plain = tmp_path / "plain"
     shutil.copytree(tiny_artifact, plain)
     (plain / "flipmatch.json").unlink()
-    assert load_encoder(str(plain), device="cpu", dtype="auto").info.dtype == "float32"
+    info = load_encoder(str(plain), device="cpu", dtype="auto", calibration_rounds=1).info
+    fp32 = next(r for r in info.calibration if r.dtype == "float32")
+    assert fp32.min_cosine == pytest.approx(1.0, abs=1e-6)
+    assert info.dtype in ("float32", "bfloat16")
+
+
+def test_int8_is_served_only_when_it_keeps_parity(tiny_artifact):
+    encoder = load_encoder(str(tiny_artifact), device="cpu", dtype="int8", cpu_threads=1, calibration_rounds=1)
+    int8 = next(r for r in encoder.info.calibration if r.dtype == "int8")
+    assert int8.passed == (int8.min_cosine >= 0.99)
+    if encoder.info.dtype == "int8":
+        assert int8.passed
+    ours = encoder.encode(encoder.tokenize(TEXTS))
+    exact = load_encoder(str(tiny_artifact), device="cpu", dtype="float32").encode(encoder.tokenize(TEXTS))
+    assert cosine(ours, exact).min() >= 0.99

@@ -87,3 +87,16 @@ def test_run_blocks_restores_the_model(student):
     assert not isinstance(student.backbone.norm, torch.nn.Identity)
     with pytest.raises(ValueError):
         student.run_blocks(1, 2, inputs=torch.zeros((1, 2), dtype=torch.long), mask=torch.ones((1, 2)))
+
+
+def test_eval_texts_lists_every_embedded_text_once():
+    from training.data.pairs import Pair, PairSet, RetrievalSet
+    from training.distill import eval_texts
+    from training.evaluate.evaluators import NoMatchSet
+
+    sets = [
+        PairSet("p", [Pair("a", "b", 1), Pair("a", "c", 0)]),
+        RetrievalSet("r", ["faq1", "faq2"], ["x", "y"], ["q1", "b"], ["x", "y"]),
+        NoMatchSet("n", ["faq1"], ["in1"], ["out1"]),
+    ]
+    assert eval_texts(sets) == ["a", "b", "c", "faq1", "faq2", "q1", "in1", "out1"]

@@ -25,7 +25,7 @@ def test_record_lands_in_results_and_renders_the_readme_table(tmp_path):
     assert data["runs"] == [1] and data["default_run"]["steps_run"] == 600  # other keys kept
     text = readme.read_text()
     assert "old table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
-    assert "| 0.766 | 0.751 | 14.0 min | 600 / 600 | yes |" in text
+    assert "| 0.766 | 0.751 | 14.0 min | 600 / 600 (600) | yes |" in text
     assert "`long` (`make distill-long`) | not run yet" in text
 
 
@@ -33,4 +33,4 @@ def test_incomplete_schedule_is_shown(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"{START}\n{END}\n")
     save_record("long_run", _record(0.77, completed=False), tmp_path / "r.json", readme)
-    assert "| 600 / 600 | no |" in readme.read_text()
+    assert "| 600 / 600 (600) | no |" in readme.read_text()

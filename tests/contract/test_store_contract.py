@@ -1,12 +1,16 @@
-"""SQLiteStore: corpora, entries with vectors, atomic writes, durability across reopen, stale-vector swaps."""
+"""The `CorpusStore` contract, written once and run against both stores (SQLite, the embedded default, and
+PostgreSQL, shared by replicas): corpora, entries with vectors, atomic writes, durability across reopen, stale-vector
+swaps. PostgreSQL only: the change sequence replicas follow, migrations, and failing fast when the server is gone."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from service.corpus.sqlite_store import SQLiteStore
-from service.corpus.store import ENTRY_ID, CorpusConfig, Entry, check_corpus_name
+from service.corpus.store import ENTRY_ID, CorpusConfig, CorpusStore, Entry, check_corpus_name
 from service.errors import Conflict, InvalidInput, NotFound
 
 
@@ -15,11 +19,34 @@ def vecs(entry: Entry, d: int = 4, value: float = 1.0) -> np.ndarray:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SQLiteStore(tmp_path / "db.sqlite3")
+def open_store(store_backend, tmp_path, request) -> Callable[[], CorpusStore]:
+    """Opens the backend's store on the same durable location each call (a reopen is a restart)."""
+    opened: list[CorpusStore] = []
+    if store_backend == "sqlite":
+        def make() -> CorpusStore:
+            return SQLiteStore(tmp_path / "db.sqlite3")
+    else:
+        from service.corpus.postgres_store import PostgresStore
+
+        url = request.getfixturevalue("postgres_url")
+
+        def make() -> CorpusStore:
+            return PostgresStore(url)
+
+    def opener() -> CorpusStore:
+        opened.append(make())
+        return opened[-1]
+
+    yield opener
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def store(open_store):
+    s = open_store()
     s.create_corpus("faq", CorpusConfig(description="d"), fingerprint="m1")
-    yield s
-    s.close()
+    return s
 
 
 E1 = Entry("e1", "How do I reset my PIN?", ("forgot pin",), "Use the app.", {"team": "cards"})
@@ -85,16 +112,23 @@ def test_pages_and_iteration_are_ordered_by_id(store):
     assert [e.id for e in store.iter_entries("faq")] == [e.id for e in entries]
 
 
-def test_committed_writes_survive_reopening(tmp_path):
-    path = tmp_path / "db.sqlite3"
-    first = SQLiteStore(path)
+def test_committed_writes_survive_reopening(open_store):
+    first = open_store()
     first.create_corpus("faq", CorpusConfig(), fingerprint="m1")
     first.upsert_entries("faq", [E1], [vecs(E1)], fingerprint="m1")
     first.close()
-    again = SQLiteStore(path)
+    again = open_store()
     assert again.get_entry("faq", "e1") == E1
     assert again.load_vectors("faq", with_vectors=True).vectors.shape == (2, 4)
-    again.close()
+
+
+def test_entries_and_vectors_of_chosen_ids(store):
+    store.upsert_entries("faq", [E1, E2], [vecs(E1), vecs(E2, value=2.0)], fingerprint="m1")
+    assert store.get_entries("faq", ["e2", "gone", "e1"]) == [E1, E2]  # by id; missing ids left out
+    rows = store.load_vectors("faq", with_vectors=True, entry_ids=["e2"])
+    assert rows.entry_ids == ["e2"] and rows.vectors.tolist() == [[2.0] * 4]
+    assert len(store.load_vectors("faq", with_vectors=False, entry_ids=[]).ids) == 0
+    assert len(store.load_vectors("faq", with_vectors=False, fingerprint="other", entry_ids=["e1"]).ids) == 0
 
 
 def test_stale_vectors_are_swapped_only_when_untouched(store):
@@ -111,6 +145,20 @@ def test_stale_vectors_are_swapped_only_when_untouched(store):
     assert by_entry == {"e1": 3.0, "e2": 7.0}  # the user's newer e2 was not overwritten
     assert store.stale_entries("faq", fingerprint="new", limit=10) == []
 
+
+def test_calibration_is_stored_with_its_thresholds_and_survives_reopening(open_store):
+    store = open_store()
+    store.create_corpus("faq", CorpusConfig(), fingerprint="m1")
+    assert store.get_calibration("faq") is None
+    curve = {"target_precision": 0.9, "curve": [[0.6, 0.95, 0.5]], "fingerprint": "m1"}
+    record = store.save_calibration("faq", CorpusConfig(answer_threshold=0.61, clarify_margin=0.02), curve)
+    assert (record.config.answer_threshold, record.config.clarify_margin) == (0.61, 0.02)
+    again = open_store()
+    assert again.get_calibration("faq") == curve
+    assert again.get_corpus("faq").config.answer_threshold == 0.61
+    again.delete_corpus("faq")
+    with pytest.raises(NotFound):
+        again.get_calibration("faq")
 
 @pytest.mark.parametrize("name", ["", "A", "../etc", "a/b", "-x", "x" * 65, "a b", "é"])
 def test_bad_corpus_names_are_refused(name):

@@ -1,0 +1,99 @@
+"""Markdown tables for docs/performance.md, rendered from the results files (serve.json, encoder.json,
+int8.json), so the document's numbers are regenerated, not retyped.
+
+    .venv/bin/python -m bench.tables --results bench/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bench.machine import label
+from bench.report import markdown_table, ratio_table
+from bench.stats import LevelResult
+
+
+def serve_tables(serve: dict) -> str:
+    levels = [LevelResult(**row) for row in serve["levels"]]
+    parts = [f"Machine: {label(serve['machine'])}\n", markdown_table(levels), ratio_table(serve.get("ratios", {}))]
+    batches = serve.get("mean_batch_size") or {}
+    if batches:
+        parts.append("| FlipMatch server @ concurrency | mean texts per forward pass |\n|---|---:|\n" + "".join(
+            f"| {k} | {v:.1f} |\n" for k, v in batches.items()))
+    info = serve.get("flipmatch_info") or {}
+    if info:
+        rows = ["| server | dtype | threads | selection | fitted overhead (tokens) | calibration s |",
+                "|---|---|---:|---|---:|---:|"]
+        for name, i in info.items():
+            c = i.get("compute", {})
+            overhead = c.get("batch_overhead_tokens")
+            rows.append(f"| {name} | {i['dtype']} | {c.get('threads')} | {c.get('selection')} | "
+                        f"{overhead:.1f} | {c.get('calibration_seconds', 0):.1f} |" if overhead is not None else
+                        f"| {name} | {i['dtype']} | {c.get('threads')} | {c.get('selection')} | n/a | "
+                        f"{c.get('calibration_seconds', 0):.1f} |")
+        parts.append("\n".join(rows) + "\n")
+        main = info.get("flipmatch", {}).get("compute", {})
+        if main.get("candidates"):
+            cand = ["| candidate | ms (1 text) | ms (8 texts) | min cosine | passed |", "|---|---:|---:|---:|---|"]
+            for c in main["candidates"]:
+                ms = [f"{x:.1f}" for x in c["ms"]] + ["not timed"] * (2 - len(c["ms"]))
+                cand.append(f"| {c['dtype']} / {c['threads']} thread(s) | {ms[0]} | {ms[1]} | "
+                            f"{c['min_cosine']:.5f} | {c['passed']} |")
+            parts.append("\n".join(cand) + "\n")
+    corpus = serve.get("corpus")
+    if corpus and "search_unloaded" in corpus:  # results files from before issue 14 lack it
+        u, s, a = corpus["search_unloaded"], corpus["search_saturation"], corpus["search_at_70pct"]
+        parts.append(
+            "| measure | value |\n|---|---:|\n"
+            f"| bulk import (texts/s, embedding included) | {corpus['bulk_texts_per_s']:.1f} |\n"
+            f"| search unloaded (1 client): p50 / p99 ms | {u['p50_ms']:.1f} / {u['p99_ms']:.1f} |\n"
+            f"| search saturation (concurrency 32) | {s['throughput']:.1f} req/s, p99 {s['p99_ms']:.0f} ms |\n"
+            f"| search at 70% of saturation ({a['rate']:.1f} req/s offered): p50 / p99 ms | "
+            f"{a['p50_ms']:.1f} / {a['p99_ms']:.1f} |\n"
+            f"| p99 at 70% / unloaded p50 | {corpus['p99_at_70pct_over_unloaded_p50']:.2f}x |\n")
+    cache = serve.get("query_cache")
+    if cache:
+        levels = [LevelResult(**row) for row in cache["levels"]]
+        r = cache.get("ratio_cached_vs_uncached") or {}
+        t = r.get("throughput_ratio", {})
+        parts.append(f"Zipf replay (exponent {cache['zipf_exponent']}, {cache['distinct_queries']} distinct of "
+                     f"{cache['stream']} drawn), concurrency 32, hit rate {cache['hit_rate']:.1%}; cached / uncached "
+                     f"throughput {t.get('median', float('nan')):.2f}x (rounds {t.get('min', 0):.2f}-"
+                     f"{t.get('max', 0):.2f}x)\n\n" + markdown_table(levels))
+    return "\n".join(parts)
+
+
+def encoder_table(enc: dict) -> str:
+    rows = [f"Machine: {label(enc['machine'])}\n" if "machine" in enc else "",
+            "| variant | threads | ms / batch | texts/s | min cosine vs fp32 |", "|---|---:|---:|---:|---:|"]
+    rows += [f"| {r['variant']} | {r['threads']} | {r['ms_per_batch']:.0f} | {r['texts_per_s']:.1f} | "
+             f"{r['min_cosine']:.4f} |" for r in enc["variants"]]
+    peaks = enc.get("matmul_peak_flops", {})
+    if peaks:
+        rows.append("\nmatmul peak GFLOP/s: " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items()))
+    return "\n".join(rows) + "\n"
+
+
+def int8_table(int8: dict) -> str:
+    rows = ["| int8 variant (in the order tried) | texts/s (batch 32, 1 thread) | min cosine | mean cosine | "
+            f">= {int8['target_min_cosine']} |", "|---|---:|---:|---:|---|"]
+    rows += [f"| {r['variant']} | {'not timed' if r['texts_per_s'] is None else format(r['texts_per_s'], '.1f')} | "
+             f"{r['min_cosine']:.4f} | {r['mean_cosine']:.4f} | "
+             f"{'yes' if r['meets_target'] else 'no'} |" for r in int8["rows"]]
+    return "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    for name, render in (("serve.json", serve_tables), ("encoder.json", encoder_table), ("int8.json", int8_table)):
+        path = args.results / name
+        if path.exists():
+            print(f"<!-- {path} -->\n{render(json.loads(path.read_text()))}")  # noqa: T201 - the command's output
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Start-up calibration: time each candidate CPU configuration on a probe batch and check its vectors.
+
+Measures only; `device.select` decides. No torch here: the caller hands in a builder (dtype -> encoder), a
+thread setter and tokenized probes, so the loop is tested with fake encoders and a fake clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from service.engine.device import PARITY_MIN_COSINE, Candidate, Measurement
+
+logger = logging.getLogger(__name__)
+
+# FAQ-style questions (Banking77/MedQuAD-like lengths, 6-20 tokens): the timed batches and, for artifacts
+# without flipmatch.json probes, the texts whose fp32 vectors are the parity reference.
+CALIBRATION_TEXTS = (
+    "How do I reset my card PIN?",
+    "Why was I charged twice for the same purchase?",
+    "my card has not arrived yet, what should I do",
+    "What are the symptoms of iron deficiency anemia?",
+    "Can I change the currency of my account?",
+    "top up failed",
+    "How long does a bank transfer take to arrive from another country?",
+    "Is there a fee for using my card abroad?",
+    "What is the recommended treatment for high blood pressure in older adults?",
+    "I lost my phone, how do I freeze my account",
+    "Where can I see the exchange rate you applied?",
+    "Who should get the flu vaccine?",
+)
+
+
+class ProbeEncoder(Protocol):
+    def encode(self, batch: Sequence[Any]) -> np.ndarray: ...
+
+
+def min_cosine(got: np.ndarray, expected: np.ndarray) -> float:
+    num = (got * expected).sum(axis=1)
+    den = np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1) + 1e-12
+    return float((num / den).min()) if len(got) else 1.0
+
+
+def measure(
+    candidates: Sequence[Candidate],
+    *,
+    build: Callable[[str], ProbeEncoder],
+    set_threads: Callable[[int], None],
+    timed_batches: Sequence[Sequence[Any]],
+    parity_batch: Sequence[Any],
+    reference: np.ndarray,
+    rounds: int = 3,
+    budget_s: float = 5.0,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[list[Measurement], dict[str, ProbeEncoder]]:
+    """Time every candidate that passes parity on each of `timed_batches`, up to `rounds` times, interleaved (c1,
+    c2, ..., c1, c2, ...) so a drift of the machine touches every candidate alike; median per batch. Rounds stop
+    early once the timing has used `budget_s` (at least one round always runs): on a crowded machine start-up
+    must not stall. Returns the measurements and the built encoders by dtype (the caller keeps the chosen one)."""
+    encoders: dict[str, ProbeEncoder] = {}
+    cosines: dict[str, float] = {}
+    for dtype in dict.fromkeys(c.dtype for c in candidates):
+        encoders[dtype] = build(dtype)
+        cosines[dtype] = min_cosine(encoders[dtype].encode(parity_batch), reference)
+        logger.info("calibration parity dtype=%s min_cosine=%.5f", dtype, cosines[dtype])
+    timed = [c for c in candidates if cosines[c.dtype] >= PARITY_MIN_COSINE[c.dtype]]
+    shapes = tuple((len(b), max(_width(t) for t in b)) for b in timed_batches)
+    samples: dict[Candidate, list[list[float]]] = {c: [[] for _ in timed_batches] for c in timed}
+    for candidate in timed:  # warm-up: first-call allocations and lazy kernels per thread count
+        set_threads(candidate.threads)
+        for batch in timed_batches:
+            encoders[candidate.dtype].encode(batch)
+    started = clock()
+    for round_ in range(rounds):
+        if round_ and clock() - started > budget_s:
+            logger.warning("calibration stopped after %d of %d rounds (timing budget %.1f s used)", round_, rounds,
+                           budget_s)
+            break
+        for candidate in timed:
+            set_threads(candidate.threads)
+            for i, batch in enumerate(timed_batches):
+                started = clock()
+                encoders[candidate.dtype].encode(batch)
+                samples[candidate][i].append(clock() - started)
+    measurements = []
+    for candidate in candidates:
+        if candidate in samples:
+            seconds = tuple(statistics.median(s) for s in samples[candidate])
+        else:  # failed parity: never timed, never chosen
+            seconds = tuple(float("inf") for _ in timed_batches)
+        measurements.append(Measurement(candidate, shapes, seconds, cosines[candidate.dtype]))
+        logger.info("calibration candidate=%s ms=%s min_cosine=%.5f", candidate,
+                    "/".join(f"{1000 * s:.1f}" for s in seconds), cosines[candidate.dtype])
+    return measurements, encoders
+
+
+def _width(item: Any) -> int:
+    return int(getattr(item, "n_tokens", 1))
