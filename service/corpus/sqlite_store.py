@@ -33,9 +33,10 @@ CREATE INDEX IF NOT EXISTS vectors_by_entry ON vectors(corpus, entry_id);
 CREATE TABLE IF NOT EXISTS calibrations (
     corpus TEXT PRIMARY KEY REFERENCES corpora(name) ON DELETE CASCADE, body TEXT NOT NULL, updated_at REAL NOT NULL);
 """
-# Columns added after the first release: (name, definition). Added in place to databases that lack them.
-_ADDED_COLUMNS = (("rerank_enabled", "INTEGER NOT NULL DEFAULT 0"), ("rerank_top_k", "INTEGER NOT NULL DEFAULT 20"))
 # AUTOINCREMENT: vector ids are never reused, so an id tombstoned in an HNSW index can never come back.
+# Columns added to `corpora` after the first release: (name, definition), added in place to a database that lacks
+# them, with the defaults every older corpus gets (PostgreSQL: migrations/0003_corpus_rerank.sql).
+_ADDED_COLUMNS = (("rerank_enabled", "INTEGER NOT NULL DEFAULT 0"), ("rerank_top_k", "INTEGER NOT NULL DEFAULT 20"))
 
 
 def _entry(row: sqlite3.Row) -> Entry:

@@ -78,8 +78,10 @@ def test_writes_follow_without_re_embedding(postgres_url, tmp_path):
         await b.registry.delete_entry("faq", "pin")
         await until(lambda: "pin" not in a.registry.snapshot("faq").entries)
         assert "pin" not in a.ids("faq", "forgot my pin", embed_a) and len(a.registry.snapshot("faq")) == 1
-        await b.registry.update("faq", answer_threshold=0.9)
+        await b.registry.update("faq", answer_threshold=0.9, rerank_enabled=True, rerank_top_k=7)
         await until(lambda: a.registry.info("faq").record.config.answer_threshold == 0.9)
+        config = a.registry.info("faq").record.config
+        assert (config.rerank_enabled, config.rerank_top_k) == (True, 7)  # the rerank setting follows too
         await until(lambda: a.follower.status.applied_sequence == a.store.head_sequence())
         status = a.follower.status
         assert status.lag_seconds == 0 and status.reachable and status.head_sequence == status.applied_sequence
