@@ -96,7 +96,8 @@ def test_applying_a_change_twice_converges_to_the_store(postgres_url, tmp_path):
 
         await a.registry.create("faq", CorpusConfig())
         await a.registry.upsert("faq", [E1])
-        await until(lambda: "pin" in b.registry.snapshot("faq").entries)
+        # B adopts the corpus from the change feed: until then snapshot("faq") raises NotFound
+        await until(lambda: "faq" in b.registry._live and "pin" in b.registry.snapshot("faq").entries)
         before = dict(b.registry.snapshot("faq").rows)
         await b.registry.sync_entries("faq", ["pin", "never-written"])  # replayed: no duplicate vectors
         await b.registry.sync_corpus("faq")
