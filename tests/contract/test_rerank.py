@@ -74,6 +74,8 @@ def test_search_reorders_candidates_by_the_heads_probability(headed, make_settin
         assert client.post("/v1/corpora", json=body).status_code == 201
         assert client.post("/v1/corpora/faq/entries", json=ENTRIES).status_code == 200
         assert client.get("/v1/corpora/faq").json()["rerank"] == {"enabled": True, "top_k": 6}
+        enabled = client.get("/openapi.json").json()["components"]["schemas"]["RerankSettings"]["properties"]
+        assert "enum" not in enabled["enabled"]  # a model with a match head: true is allowed
         response = client.post("/v1/corpora/faq/search", json={"query": QUERIES, "top_k": 6})
         assert response.status_code == 200, response.text
         reordered = 0

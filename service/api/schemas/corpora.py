@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from service.api.schemas.common import Integer, RequestModel, Text
+from service.api.schemas.common import LIMIT, Integer, RequestModel, Text
 from service.corpus.registry import CorpusInfo
 from service.corpus.store import CORPUS_NAME, ENTRY_ID, CorpusConfig, Entry
 
@@ -15,11 +15,23 @@ _DEFAULTS = CorpusConfig()
 MAX_ALTERNATES = 100
 
 
+_RERANK_ENABLED = ("Reorder the top_k search candidates by the model's match head (needs a model exported with "
+                   "a match_head; see docs/artifact.md).")
+_RERANK_TOP_K = ("Candidates the match head scores per query; a search fetches max(top_k of the request, this) and "
+                 "returns the request's top_k.")
+
+
 class RerankSettings(RequestModel):
-    enabled: bool = Field(False, description="Reorder the top_k search candidates by the model's match head "
-                          "(needs a model exported with a match_head; see docs/artifact.md).")
-    top_k: Integer = Field(_DEFAULTS.rerank_top_k, ge=1, le=100, description="Candidates the match head scores per "
-                           "query; a search fetches max(top_k of the request, this) and returns the request's top_k.")
+    # A server whose model has no match head refuses enabled=true (422 rerank_unavailable); its OpenAPI document
+    # says so (enum [false], service/api/openapi.py).
+    enabled: bool = Field(False, description=_RERANK_ENABLED + " Only false on a server whose model has none.",
+                          json_schema_extra={LIMIT: "match_head"})
+    top_k: Integer = Field(_DEFAULTS.rerank_top_k, ge=1, le=100, description=_RERANK_TOP_K)
+
+
+class RerankPublic(BaseModel):
+    enabled: bool = Field(description=_RERANK_ENABLED)
+    top_k: int = Field(description=_RERANK_TOP_K)
 
 
 def rerank_fields(rerank: RerankSettings) -> dict[str, Any]:
@@ -68,7 +80,7 @@ class CorpusPublic(BaseModel):
     answer_threshold: float
     clarify_margin: float
     default_answer: str
-    rerank: RerankSettings
+    rerank: RerankPublic
     entries: int
     vectors: int = Field(description="One per question and alternate question.")
     index_kind: Literal["flat", "hnsw"]
@@ -82,7 +94,7 @@ class CorpusPublic(BaseModel):
         r, c = info.record, info.record.config
         return cls(name=r.name, description=c.description, answer_threshold=c.answer_threshold,
                    clarify_margin=c.clarify_margin, default_answer=c.default_answer,
-                   rerank=RerankSettings(enabled=c.rerank_enabled, top_k=c.rerank_top_k), entries=info.entries,
+                   rerank=RerankPublic(enabled=c.rerank_enabled, top_k=c.rerank_top_k), entries=info.entries,
                    vectors=info.vectors, index_kind=info.index_kind, status=info.status, fingerprint=r.fingerprint,
                    created_at=r.created_at, updated_at=r.updated_at)  # type: ignore[arg-type]
 
