@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -15,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.fixtures.server import free_port
+from tests.fixtures.processes import stop_process
+from tests.fixtures.server import free_port, service_environment, spawn, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 INFINITY_TORCH = "torch==2.13.0"  # the CPU build this machine's pip finds locally; others pull CUDA wheels
@@ -46,68 +43,34 @@ class System:
 
 
 def _start(system: System, log: Path) -> subprocess.Popen[bytes]:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLIPMATCH_")}, **system.env}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     command = [c.replace("{port}", str(system.port)) for c in system.command]
-    env = {k: v.replace("{port}", str(system.port)) for k, v in env.items()}
-    with log.open("wb") as out:
-        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def _wait_ready(system: System, process: subprocess.Popen[bytes], log: Path, deadline: float, timeout: float) -> None:
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{system.name} exited with {process.returncode}: {log.read_text()[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(system.url + system.health_path, timeout=2).status_code == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{system.name} not ready in {timeout}s: {log.read_text()[-3000:]}")
-        time.sleep(0.25)  # poll interval, bounded by the deadline
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def running(system: System, log: Path, *, timeout: float = 300.0) -> Iterator[System]:
-    """Start `system`, yield once its health path answers 200; raise RuntimeError with the log tail otherwise."""
-    process = _start(system, log)
-    try:
-        _wait_ready(system, process, log, time.monotonic() + timeout, timeout)
-        yield system
-    finally:
-        _stop(process)
+    env = service_environment({k: v.replace("{port}", str(system.port)) for k, v in system.env.items()})
+    log.write_bytes(b"")  # one log per start: the tail in an error message is this start's
+    return spawn(command, log=log, env=env, new_session=True)
 
 
 @contextlib.contextmanager
 def running_all(pairs: list[tuple[System, Path]], *, timeout: float = 300.0
                 ) -> Iterator[tuple[list[System], dict[str, str]]]:
-    """Start every system at once (their start-ups overlap), then wait for each; yields (the systems that got
-    ready, {name: why not} for the others). Every process is stopped on exit."""
+    """Start every system at once (their start-ups overlap), then wait for each through the tests' one readiness
+    helper, all under one deadline; yields (the systems that got ready, {name: why not} for the others). Every
+    process is stopped on exit."""
     processes = [(system, log, _start(system, log)) for system, log in pairs]
     deadline = time.monotonic() + timeout
     up, failed = [], {}
     try:
         for system, log, process in processes:
             try:
-                _wait_ready(system, process, log, deadline, timeout)
+                wait_ready(process, system.url + system.health_path, log=log, name=system.name, interval=0.25,
+                           timeout=max(deadline - time.monotonic(), 0.0))
                 up.append(system)
-            except RuntimeError as err:
+            except AssertionError as err:
                 failed[system.name] = str(err)[-1500:]
-                _stop(process)
+                stop_process(process)
         yield up, failed
     finally:
         for _, _, process in processes:
-            _stop(process)
+            stop_process(process)
 
 
 def flipmatch(model: Path, data_dir: Path, admin_key: str, **env: str) -> System:

@@ -33,6 +33,10 @@ class DataConfig(_Section):
     )
     max_train_anchors: int = Field(2000, description="Training anchors per source (each gives a pos and a neg pair).")
     dev_queries_per_intent: int = Field(3, description="Banking77 dev queries held out per intent.")
+    reserved_per_intent: int = Field(
+        0, ge=0, description="First N distinct Banking77 train questions per intent (file order) never used: the "
+        "service's demo corpus is built from them (question + 20 alternates: 21), so its self-calibration is "
+        "measured on questions the student has not trained on.")
     faq_alternates_per_intent: int = Field(5, description="Train questions per intent in the eval FAQ corpus.")
     max_eval_pairs: int = Field(150, description="Pairs per pair-matching dev/test set (subset for CPU speed).")
     max_test_queries: int = Field(770, description="Banking77 test queries used for the final report.")

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from training.config import TrainConfig
 from training.data.batches import label_matrix
 from training.data.mix import make_sampler
-from training.data.pairs import TaskData
+from training.data.pairs import TaskData, eval_texts
 from training.data.sources import load_task_data
 from training.evaluate.evaluators import evaluate_all, thresholds_from
 from training.generative import generative_loss
@@ -170,18 +170,6 @@ def _filter_thresholds(cfg: TrainConfig, report: dict) -> tuple[TrainConfig, dic
     cfg.loss.filter_pos_threshold, cfg.loss.filter_neg_threshold = taus
     logger.info("filter calibrated on the teacher's dev thresholds %s: tau_pos=%.3f tau_neg=%.3f", teacher, *taus)
     return cfg, {**record, "tau_pos": taus[0], "tau_neg": taus[1], "teacher_dev_thresholds": teacher}
-
-
-def eval_texts(sets: list) -> list[str]:
-    """Every text an evaluation over `sets` embeds."""
-    texts: list[str] = []
-    for data in sets:
-        if hasattr(data, "pairs"):
-            texts += [t for p in data.pairs for t in (p.text_a, p.text_b)]
-        else:
-            queries = getattr(data, "queries", None) or [*data.queries_in, *data.queries_out]
-            texts += [*data.corpus_texts, *queries]
-    return list(dict.fromkeys(texts))
 
 
 def _agreed(value: float, world: int) -> float:

@@ -58,6 +58,18 @@ class TaskData:
         self.test.extend(other.test)
 
 
+def eval_texts(sets: list) -> list[str]:
+    """Every text an evaluation over `sets` embeds."""
+    texts: list[str] = []
+    for data in sets:
+        if hasattr(data, "pairs"):
+            texts += [t for p in data.pairs for t in (p.text_a, p.text_b)]
+        else:
+            queries = getattr(data, "queries", None) or [*data.queries_in, *data.queries_out]
+            texts += [*data.corpus_texts, *queries]
+    return list(dict.fromkeys(texts))
+
+
 def _parse_label(value: object, where: str) -> int:
     text = str(value).strip().lower()
     if text in {"1", "1.0", "true", "yes", "pos", "positive"}:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from training.config import DataConfig
-from training.data.pairs import Pair, PairSet, RetrievalSet, TaskData, read_pairs
+from training.data.pairs import Pair, PairSet, RetrievalSet, TaskData, eval_texts, read_pairs
 
 EmbedFn = Callable[[list[str]], np.ndarray]  # texts -> (N, D) L2-normalised
+logger = logging.getLogger(__name__)
 
 
 def _need(path: Path) -> Path:
@@ -48,7 +50,8 @@ def banking77(cfg: DataConfig, embed: EmbedFn) -> TaskData:
     dev_q, dev_l, faq_t, faq_l = [], [], [], []
     pool: list[tuple[str, str]] = []
     for intent, texts in train.items():
-        texts = texts[:]
+        reserved = set(list(dict.fromkeys(texts))[: cfg.reserved_per_intent])  # the demo corpus's questions
+        texts = [t for t in texts if t not in reserved]
         rng.shuffle(texts)
         n_dev, n_faq = cfg.dev_queries_per_intent, cfg.faq_alternates_per_intent
         dev_q += texts[:n_dev]
@@ -222,6 +225,31 @@ def load_task_data(cfg: DataConfig, embed: EmbedFn) -> TaskData:
             part = load(name)
         data.extend(part)
         data.origin += [name] * len(part.train)
+    keep = eval_free(data.train, [*data.dev, *data.test])
+    if not all(keep):
+        logger.info("dropped %d training units that share a text with a dev or test set", keep.count(False))
+        data.train = [u for u, k in zip(data.train, keep, strict=True) if k]
+        data.origin = [o for o, k in zip(data.origin, keep, strict=True) if k]
     if not data.train:
         raise ValueError("data.sources produced no training pairs")
     return data
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def eval_free(units: list[tuple[Pair, ...]], sets: list[PairSet | RetrievalSet]) -> list[bool]:
+    """Per training unit: False when one of its texts (case and whitespace folded) is one some dev or test set
+    embeds. The datasets repeat texts across their own splits (6 Banking77 test questions are also train
+    questions; MQP reuses rewrites across questions), and across sources; a split by row or group lets them in."""
+    held = {_folded(t) for t in eval_texts(sets)}
+    return [not any(_folded(t) in held for p in u for t in (p.text_a, p.text_b)) for u in units]
+
+
+def without_eval_texts(
+    units: list[tuple[Pair, ...]], sets: list[PairSet | RetrievalSet]
+) -> tuple[list[tuple[Pair, ...]], int]:
+    """The units `eval_free` keeps, and how many it dropped."""
+    kept = [u for u, k in zip(units, eval_free(units, sets), strict=True) if k]
+    return kept, len(units) - len(kept)

@@ -6,8 +6,8 @@ import pytest
 
 from training.config import DataConfig
 from training.data.batches import UnitSampler, label_matrix
-from training.data.pairs import Pair, read_pairs
-from training.data.sources import load_task_data
+from training.data.pairs import Pair, PairSet, RetrievalSet, eval_texts, read_pairs
+from training.data.sources import load_task_data, without_eval_texts
 
 
 def test_read_pairs_csv_with_custom_columns(tmp_path):
@@ -66,9 +66,25 @@ def test_sources_build_splits_without_leakage(tiny_data_dir):
     train_texts = {p.text_a for unit in data.train for p in unit} | {p.text_b for unit in data.train for p in unit}
     assert not set(banking_dev.queries) & train_texts
     assert not set(banking_dev.queries) & set(banking_dev.corpus_texts)
+    # No dev or test text of any source reaches training, even where the dataset repeats a text across its own
+    # splits (the tiny Banking77 test split repeats train questions word for word, as the real one does 6 times).
+    assert {d.name for d in data.test} == {"banking77", "mqp"}
+    folded = {" ".join(t.lower().split()) for t in train_texts}
+    for evaluation in [*data.dev, *data.test]:
+        assert not {" ".join(t.lower().split()) for t in eval_texts([evaluation])} & folded, evaluation.name
     for unit in data.train:
         assert unit[0].text_a == unit[-1].text_a  # an anchor's pairs stay together
     assert {d.name for d in data.dev} == {"banking77", "mqp"}
+
+
+def test_units_sharing_a_text_with_an_evaluation_are_dropped_whole():
+    units = [(Pair("keep me", "fine", 1), Pair("keep me", "other", 0)),
+             (Pair("anchor", "Where  is my CARD", 1), Pair("anchor", "unrelated", 0)),
+             (Pair("dose of drug 3", "x", 0),)]
+    sets = [RetrievalSet("b", ["faq"], ["l"], ["where is my card"], ["l"]),
+            PairSet("m", [Pair("dose of drug 3", "y", 0)])]
+    kept, dropped = without_eval_texts(units, sets)
+    assert kept == units[:1] and dropped == 2
 
 
 def test_unknown_source_and_missing_data_fail_fast(tmp_path):
@@ -103,3 +119,26 @@ def test_order_seed_changes_the_batch_order_only():
     same = UnitSampler(units, 4, seed=13).batch(0), UnitSampler(units, 4, seed=13).batch(0)
     other = UnitSampler(units, 4, seed=43).batch(0)
     assert same[0] == same[1] and other != same[0]
+
+
+def test_the_demo_corpus_questions_never_reach_training(tiny_data_dir):
+    """The service's demo corpus is the first question + alternates per intent of Banking77 train; with
+    data.reserved_per_intent covering them, no demo text is a training, dev or FAQ text, so self-calibrating the
+    demo corpus measures the student on questions it has not seen."""
+    import numpy as np
+
+    from service.demo import banking77_entries
+
+    def fake_embed(texts):
+        v = np.random.default_rng(len(texts)).normal(size=(len(texts), 8)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    cfg = DataConfig(data_dir=str(tiny_data_dir), sources=["banking77"], dev_queries_per_intent=2,
+                     faq_alternates_per_intent=2, reserved_per_intent=6)
+    data = load_task_data(cfg, fake_embed)
+    demo = {t for e in banking77_entries(tiny_data_dir, max_alternates=5) for t in (e.question, *e.alt_questions)}
+    trained = {t for unit in data.train for p in unit for t in (p.text_a, p.text_b)}
+    assert len(demo) == 4 * 6 and trained and not demo & trained
+    assert not demo & set(eval_texts(data.dev))
+    unreserved = load_task_data(cfg.model_copy(update={"reserved_per_intent": 0}), fake_embed)
+    assert demo & {t for unit in unreserved.train for p in unit for t in (p.text_a, p.text_b)}

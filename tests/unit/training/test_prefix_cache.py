@@ -90,8 +90,7 @@ def test_run_blocks_restores_the_model(student):
 
 
 def test_eval_texts_lists_every_embedded_text_once():
-    from training.data.pairs import Pair, PairSet, RetrievalSet
-    from training.distill import eval_texts
+    from training.data.pairs import Pair, PairSet, RetrievalSet, eval_texts
     from training.evaluate.evaluators import NoMatchSet
 
     sets = [
