@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
@@ -97,6 +98,15 @@ async def _load_corpora(state: AppState, registry: CorpusRegistry, store: Corpus
         logger.exception("loading corpora failed")
 
 
+def _load_reranker(encoder: TextEncoder) -> Any:
+    """The artifact's match head (docs/artifact.md), or None; torch is only imported for a real encoder."""
+    if not hasattr(encoder, "spec"):
+        return None
+    from service.engine.reranker import load_reranker
+
+    return load_reranker(encoder)
+
+
 def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None) -> FastAPI:
     """`encoder` replaces loading `settings.model_path` (tests pass a fake)."""
     state = AppState(settings=settings, metrics=Metrics(), keys=_keys(settings))
@@ -105,6 +115,7 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Loading or parity failures raise here, so the server refuses to start instead of serving a wrong model.
         loaded = encoder if encoder is not None else await asyncio.to_thread(_load_encoder, settings)
+        state.reranker = await asyncio.to_thread(_load_reranker, loaded)
         b, lim = settings.batching, settings.limits
         info = loaded.info
         cache = QueryCache(fingerprint=info.fingerprint, max_entries=settings.cache.max_entries,

@@ -51,6 +51,10 @@ class Metrics:
         self.inference_duration = Histogram(
             "flipmatch_inference_duration_seconds", "Forward pass per batch.", buckets=_LATENCY_BUCKETS, registry=r
         )
+        self.rerank_duration = Histogram(
+            "flipmatch_rerank_duration_seconds", "Match-head rerank of one query's top candidates.", ["corpus"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
         self.search_duration = Histogram(
             "flipmatch_search_duration_seconds", "Index search per request (embedding excluded).", ["corpus"],
             buckets=_LATENCY_BUCKETS, registry=r,
@@ -103,7 +107,7 @@ class Metrics:
 
     def forget_corpus(self, corpus: str) -> None:
         """Drop a deleted corpus's series so its label does not linger."""
-        for family in (self.corpus_entries, self.corpus_vectors, self.search_duration):
+        for family in (self.corpus_entries, self.corpus_vectors, self.search_duration, self.rerank_duration):
             try:
                 family.remove(corpus)
             except KeyError:

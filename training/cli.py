@@ -223,7 +223,9 @@ def _export(result, cfg, output: Path) -> None:
         config=cfg.model_dump(),
         training=result.training,
     )
-    path = export_student(result.student, output, manifest=manifest, model_card=card)
+    path = export_student(
+        result.student, output, manifest=manifest, model_card=card, match_head=cfg.loss.generative_weight > 0
+    )
     typer.echo(f"exported {path} (parity check passed)")
 
 

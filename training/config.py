@@ -24,7 +24,8 @@ class DataConfig(_Section):
     )
     sources: list[str] = Field(
         default_factory=lambda: ["banking77", "medical_question_pairs"],
-        description="Named pair sources: banking77, medical_question_pairs, medical_rqe, or file:<path>.",
+        description="Named pair sources: banking77, medical_question_pairs, medical_rqe, medquad_qa, bank_faq_hdfc, "
+        "stsbenchmark, unlabelled (a teacher-only text pool, see unlabelled_from), or file:<path>.",
     )
     file_columns: dict[str, str] = Field(
         default_factory=lambda: {"text_a": "text_a", "text_b": "text_b", "label": "label"},
@@ -45,6 +46,20 @@ class DataConfig(_Section):
     )
     seed: int = Field(13, description="Seed of the splits and the hard-negative mining (keep fixed across seeds).")
     order_seed: int | None = Field(None, description="Seed of the training batch order; None uses data.seed.")
+    mix: dict[str, float] = Field(
+        default_factory=dict,
+        description="Source mixing weights {source: weight}: each batch draws its units from the sources with "
+        "these probabilities. Empty: one pool, units drawn in proportion to each source's size.",
+    )
+    unlabelled_from: list[str] = Field(
+        default_factory=lambda: ["banking77", "medical_question_pairs", "medical_rqe", "medquad_qa"],
+        description="The `unlabelled` source's text pool: the questions (text_a) of these sources' training "
+        "units. Each is paired with its teacher-nearest pool text; the teacher's similarities are the only signal.",
+    )
+    medquad_eval_foci: int = Field(
+        400,
+        description="MedQuAD foci reserved for evaluation (seeded); the medquad_qa source never trains on them.",
+    )
 
 
 class TeacherConfig(_Section):
@@ -114,6 +129,16 @@ class LossConfig(_Section):
         "(mean over the dev pair sets): raw MiniLM cosine is not a probability, so 0.5 drops most hard negatives.",
     )
     filter_band: float = Field(0.1, description="Half-width of the teacher_dev band around t*.")
+    pseudo_threshold: float | None = Field(
+        None,
+        description="Rows without a gold label (the unlabelled source): a pair is a teacher-derived positive for "
+        "MCL when the teacher scores it at or above this; None: the filter's midpoint (tau_pos + tau_neg) / 2.",
+    )
+    generative_weight: float = Field(
+        0.0,
+        description="Weight of the yes/no match-label loss through the LM head (the decoder/rerank reading); "
+        "0 disables it and the head is not exported.",
+    )
 
 
 class OptimConfig(_Section):

@@ -16,10 +16,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from training.config import TrainConfig
-from training.data.batches import UnitSampler, label_matrix
+from training.data.batches import label_matrix
+from training.data.mix import make_sampler
 from training.data.pairs import TaskData, eval_texts
 from training.data.sources import load_task_data
 from training.evaluate.evaluators import evaluate_all, thresholds_from
+from training.generative import generative_loss
 from training.hardware import choose_device, resolve_bf16
 from training.losses.combined import FlipLoss
 from training.losses.filter import calibrated_thresholds
@@ -110,6 +112,12 @@ def forward_backward(
     emb = nn.functional.normalize(emb.float(), dim=-1)
     sim_student = emb[: len(pairs)] @ emb[len(pairs) :].T  # (B, B)
     parts = loss_fn(sim_student, sim_teacher, labels)
+    if loss_fn.cfg.generative_weight > 0:  # the decoder reading: yes/no through the LM head (its LoRA B)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            gen = generative_loss(student, pairs, device)
+        if gen is not None:
+            parts["gen"] = gen.float()
+            parts["total"] = parts["total"] + loss_fn.cfg.generative_weight * parts["gen"]
     parts["total"].backward()
     return parts
 
@@ -200,7 +208,7 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     scheduler = make_scheduler(optimizer, plan, cfg.optim.warmup)
     loss_fn = FlipLoss(cfg.loss)
     order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed
-    sampler = UnitSampler(data.train, cfg.optim.batch_pairs, order_seed, rank, world)
+    sampler = make_sampler(data, cfg.data, cfg.optim.batch_pairs, order_seed, rank, world)
     step, best = 0, float("-inf")
     if cfg.run.resume and run.checkpoint.exists():
         step, best, extra = run.load_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler)
@@ -254,7 +262,7 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
         logged = {k: float(v.detach()) for k, v in parts.items()}
         logged.update(lr=scheduler.get_last_lr()[0], texts_per_s=2 * len(pairs) / step_times[-1])
         bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items() if k in ("total", "sup", "dist", "mcl", "lr")})
+        bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items() if k in ("total", "sup", "dist", "mcl", "gen", "lr")})
         if rank == 0 and step % cfg.run.log_every == 0:
             run.log_scalars(step, logged)
             logger.info("step %d/%d %s", step, plan.planned, _fmt(logged))

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from training.generative import PARITY_MAX_DIFF, reload_probabilities, write_match_head
 from training.student import READOUT_MODULE, StudentEncoder
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional match_head (the decoder reading); version 1 folders read unchanged
 PARITY_MIN_COSINE = 0.999
 PROBE_TEXTS = [
     "card",
@@ -54,8 +55,10 @@ def export_student(
     *,
     manifest: dict[str, Any],
     model_card: str,
+    match_head: bool = False,
 ) -> Path:
-    """Write the artifact folder (atomically: built beside, then renamed) and run the parity check."""
+    """Write the artifact folder (atomically: built beside, then renamed) and run the parity check.
+    match_head: also write the yes/no head of the decoder reading (training/generative.py) and check it."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
@@ -91,14 +94,27 @@ def export_student(
         **manifest,
         "probes": [{"text": t, "vector": v.tolist()} for t, v in zip(PROBE_TEXTS, reference, strict=True)],
     }
+    if match_head:
+        full_manifest["match_head"] = write_match_head(student, tmp)
     (tmp / "flipmatch.json").write_text(json.dumps(full_manifest, indent=2))
     (tmp / "README.md").write_text(model_card)
     cosines = check_parity(tmp, PROBE_TEXTS, reference)
     logger.info("parity: min cosine %.6f over %d probes and 3 batch layouts", cosines.min(), len(PROBE_TEXTS))
+    if match_head:
+        check_head_parity(tmp, full_manifest["match_head"])
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def check_head_parity(folder: str | Path, entry: dict[str, Any]) -> None:
+    """The exported head reproduces the training-time match probabilities (absolute difference)."""
+    expected = np.array([p["probability"] for p in entry["probes"]])
+    diff = np.abs(np.array(reload_probabilities(folder, entry)) - expected)
+    if diff.max() > PARITY_MAX_DIFF:
+        raise ParityError(f"exported match head differs from the training-time student by {diff.max():.5f}")
+    logger.info("match head parity: max probability difference %.2e over %d probes", diff.max(), len(diff))
 
 
 def check_parity(folder: str | Path, texts: list[str], reference: np.ndarray) -> np.ndarray:

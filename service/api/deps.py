@@ -8,7 +8,7 @@ import asyncio
 import hmac
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -64,6 +64,7 @@ class AppState:
     registry: CorpusRegistry | None = None
     calibrator: Calibrator | None = None
     follower: StoreFollower | None = None  # only with a shared (PostgreSQL) store
+    reranker: Any = None  # engine.reranker.MatchReranker when the model has a match head (not imported: torch)
 
 
 def get_state(request: Request) -> AppState:

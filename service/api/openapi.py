@@ -2,10 +2,12 @@
 so that clients generated from /openapi.json and schema fuzzers see the rules the server enforces:
 - which key each operation needs, and when none is needed (`security` with an empty alternative);
 - the per-request limits from the settings (texts per call, top_k, text length when truncation is off);
-- the served model's dimension (`dimensions` must equal it)."""
+- the served model's dimension (`dimensions` must equal it);
+- whether the served model has a match head (without one, a corpus's `rerank.enabled` can only be false)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -52,7 +54,15 @@ def _apply_security(spec: dict[str, Any], keys: ApiKeys) -> None:
             operation["description"] = f"{operation.get('description', '').rstrip()}\n\n{sentence}".lstrip()
 
 
-def _bound(node: dict[str, Any], name: str, limits: LimitsSettings, dimension: int | None) -> None:
+@dataclass(frozen=True)
+class _Model:
+    """What the document says about the served model; None: not loaded yet (left unconstrained)."""
+
+    dimension: int | None = None
+    match_head: bool | None = None
+
+
+def _bound(node: dict[str, Any], name: str, limits: LimitsSettings, model: _Model) -> None:
     """Replace the LIMIT marker on `node` by the constraint the server enforces for that setting."""
     branches = node.get("anyOf", [node])
     for branch in branches:
@@ -63,34 +73,37 @@ def _bound(node: dict[str, Any], name: str, limits: LimitsSettings, dimension: i
             branch["maximum"] = limits.max_top_k
         elif name == "max_text_chars" and kind == "string" and not limits.truncate:
             branch["maxLength"] = limits.max_text_chars
-        elif name == "dimension" and kind == "integer" and dimension is not None:
-            branch["enum"] = [dimension]
+        elif name == "dimension" and kind == "integer" and model.dimension is not None:
+            branch["enum"] = [model.dimension]
+        elif name == "match_head" and kind == "boolean" and model.match_head is False:
+            branch["enum"] = [False]
 
 
-def _apply_limits(node: Any, limits: LimitsSettings, dimension: int | None) -> None:
+def _apply_limits(node: Any, limits: LimitsSettings, model: _Model) -> None:
     if isinstance(node, dict):
         name = node.pop(LIMIT, None)
         if name is not None:
-            _bound(node, name, limits, dimension)
+            _bound(node, name, limits, model)
         for value in node.values():
-            _apply_limits(value, limits, dimension)
+            _apply_limits(value, limits, model)
     elif isinstance(node, list):
         for value in node:
-            _apply_limits(value, limits, dimension)
+            _apply_limits(value, limits, model)
 
 
 def install_openapi(app: FastAPI, state: AppState) -> None:
     """Serve the document built for this server's settings. It is cached once the model is loaded (before that
-    the dimension is unknown and left out)."""
+    the dimension and the match head are unknown and left out)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         spec = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
         _apply_security(spec, state.keys)
-        dimension = state.engine.info.dimension if state.readiness.engine_started and state.engine else None
-        _apply_limits(spec, state.settings.limits, dimension)
-        if dimension is not None:
+        engine = state.engine if state.readiness.engine_started else None
+        model = _Model(engine.info.dimension, state.reranker is not None) if engine is not None else _Model()
+        _apply_limits(spec, state.settings.limits, model)
+        if model.dimension is not None:
             app.openapi_schema = spec
         return spec
 

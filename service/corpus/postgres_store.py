@@ -35,7 +35,8 @@ def _entry(row: Row) -> Entry:
 
 
 def _record(row: Row) -> CorpusRecord:
-    config = CorpusConfig(row["description"], row["answer_threshold"], row["clarify_margin"], row["default_answer"])
+    config = CorpusConfig(row["description"], row["answer_threshold"], row["clarify_margin"], row["default_answer"],
+                          bool(row["rerank_enabled"]), int(row["rerank_top_k"]))
     return CorpusRecord(row["name"], config, int(row["generation"]), row["fingerprint"], row["dimension"],
                         row["created_at"], row["updated_at"])
 
@@ -155,9 +156,10 @@ class PostgresStore:
             with self._write(name, None) as cur:
                 cur.execute(
                     "INSERT INTO corpora (name, description, answer_threshold, clarify_margin, default_answer, "
-                    "fingerprint, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    "rerank_enabled, rerank_top_k, fingerprint, created_at, updated_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (name, config.description, config.answer_threshold, config.clarify_margin,
-                     config.default_answer, fingerprint, now, now))
+                     config.default_answer, config.rerank_enabled, config.rerank_top_k, fingerprint, now, now))
                 return _record(self._require(cur, name))
         except psycopg.errors.UniqueViolation as err:
             raise Conflict(f"corpus {name!r} already exists", code="corpus_exists") from err
@@ -174,9 +176,10 @@ class PostgresStore:
         with self._write(name, None) as cur:
             self._require(cur, name)
             cur.execute("UPDATE corpora SET description = %s, answer_threshold = %s, clarify_margin = %s, "
-                        "default_answer = %s, updated_at = %s WHERE name = %s",
+                        "default_answer = %s, rerank_enabled = %s, rerank_top_k = %s, updated_at = %s "
+                        "WHERE name = %s",
                         (config.description, config.answer_threshold, config.clarify_margin, config.default_answer,
-                         time.time(), name))
+                         config.rerank_enabled, config.rerank_top_k, time.time(), name))
             return _record(self._require(cur, name))
 
     def save_calibration(self, name: str, config: CorpusConfig, calibration: Mapping[str, Any]) -> CorpusRecord:

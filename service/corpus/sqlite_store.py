@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS calibrations (
     corpus TEXT PRIMARY KEY REFERENCES corpora(name) ON DELETE CASCADE, body TEXT NOT NULL, updated_at REAL NOT NULL);
 """
 # AUTOINCREMENT: vector ids are never reused, so an id tombstoned in an HNSW index can never come back.
+# Columns added to `corpora` after the first release: (name, definition), added in place to a database that lacks
+# them, with the defaults every older corpus gets (PostgreSQL: migrations/0003_corpus_rerank.sql).
+_ADDED_COLUMNS = (("rerank_enabled", "INTEGER NOT NULL DEFAULT 0"), ("rerank_top_k", "INTEGER NOT NULL DEFAULT 20"))
 
 
 def _entry(row: sqlite3.Row) -> Entry:
@@ -42,7 +45,8 @@ def _entry(row: sqlite3.Row) -> Entry:
 
 
 def _record(row: sqlite3.Row) -> CorpusRecord:
-    config = CorpusConfig(row["description"], row["answer_threshold"], row["clarify_margin"], row["default_answer"])
+    config = CorpusConfig(row["description"], row["answer_threshold"], row["clarify_margin"], row["default_answer"],
+                          bool(row["rerank_enabled"]), int(row["rerank_top_k"]))
     return CorpusRecord(row["name"], config, row["generation"], row["fingerprint"], row["dimension"],
                         row["created_at"], row["updated_at"])
 
@@ -58,6 +62,10 @@ class SQLiteStore:
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
             self._db.execute(f"PRAGMA {pragma}")
         self._db.executescript(_SCHEMA)
+        present = {r["name"] for r in self._db.execute("PRAGMA table_info(corpora)")}
+        for column, definition in _ADDED_COLUMNS:
+            if column not in present:
+                self._db.execute(f"ALTER TABLE corpora ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         with self._lock:
@@ -78,9 +86,10 @@ class SQLiteStore:
             try:
                 self._db.execute(
                     "INSERT INTO corpora (name, description, answer_threshold, clarify_margin, default_answer, "
-                    "fingerprint, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "rerank_enabled, rerank_top_k, fingerprint, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (name, config.description, config.answer_threshold, config.clarify_margin,
-                     config.default_answer, fingerprint, now, now),
+                     config.default_answer, int(config.rerank_enabled), config.rerank_top_k, fingerprint, now, now),
                 )
             except sqlite3.IntegrityError as err:
                 raise Conflict(f"corpus {name!r} already exists", code="corpus_exists") from err
@@ -99,9 +108,9 @@ class SQLiteStore:
             self._require(name)
             self._db.execute(
                 "UPDATE corpora SET description = ?, answer_threshold = ?, clarify_margin = ?, default_answer = ?, "
-                "updated_at = ? WHERE name = ?",
+                "rerank_enabled = ?, rerank_top_k = ?, updated_at = ? WHERE name = ?",
                 (config.description, config.answer_threshold, config.clarify_margin, config.default_answer,
-                 time.time(), name),
+                 int(config.rerank_enabled), config.rerank_top_k, time.time(), name),
             )
             return _record(self._require(name))
 

@@ -40,6 +40,8 @@ class CorpusConfig:
     answer_threshold: float = 0.5  # top-1 cosine below it: no_match
     clarify_margin: float = 0.05  # top-1 minus top-2 (different entries) below it: clarify
     default_answer: str = "Sorry, I could not find an answer to that question."
+    rerank_enabled: bool = False  # reorder the top rerank_top_k search candidates by the model's match head
+    rerank_top_k: int = 20
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,9 @@ def test_limits_and_dimension_are_the_servers(api):
     assert schemas["MatchRequest"]["properties"]["pairs"]["maxItems"] == 7
     assert schemas["EmbeddingRequest"]["properties"]["dimensions"]["anyOf"][0]["enum"] == [dimension]
     assert schemas["CorpusUpdate"]["minProperties"] == 1
+    # the test encoder has no match head: this server refuses rerank.enabled=true, and its document says so
+    assert schemas["RerankSettings"]["properties"]["enabled"]["enum"] == [False]
+    assert "enum" not in schemas["RerankPublic"]["properties"]["enabled"]  # a stored setting is reported as is
     bulk = spec["paths"]["/v1/corpora/{name}/entries"]["post"]["requestBody"]["content"]["application/json"]
     assert bulk["schema"]["minItems"] == 1
     assert "x-flipmatch-limit" not in str(spec)

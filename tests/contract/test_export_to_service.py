@@ -44,5 +44,5 @@ def test_service_reads_the_manifest_the_exporter_wrote(exported):
     card = read_card(out)
     manifest = json.loads((out / "flipmatch.json").read_text())
     assert card.match_threshold == pytest.approx(0.42)
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1  # truncated readout position

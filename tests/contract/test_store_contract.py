@@ -1,10 +1,13 @@
 """The `CorpusStore` contract, written once and run against both stores (SQLite, the embedded default, and
-PostgreSQL, shared by replicas): corpora, entries with vectors, atomic writes, durability across reopen, stale-vector
-swaps. PostgreSQL only: the change sequence replicas follow, migrations, and failing fast when the server is gone."""
+PostgreSQL, shared by replicas): corpora and their settings (calibration, rerank), entries with vectors, atomic
+writes, durability across reopen, stale-vector swaps. PostgreSQL only: the change sequence replicas follow,
+migrations, and failing fast when the server is gone."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -159,6 +162,64 @@ def test_calibration_is_stored_with_its_thresholds_and_survives_reopening(open_s
     again.delete_corpus("faq")
     with pytest.raises(NotFound):
         again.get_calibration("faq")
+
+
+def test_rerank_setting_round_trips_and_survives_reopening(open_store):
+    store = open_store()
+    assert store.create_corpus("off", CorpusConfig(), fingerprint="m1").config.rerank_enabled is False
+    record = store.create_corpus("faq", CorpusConfig(rerank_enabled=True, rerank_top_k=7), fingerprint="m1")
+    assert (record.config.rerank_enabled, record.config.rerank_top_k) == (True, 7)
+    updated = store.update_corpus("faq", replace(record.config, rerank_enabled=False, rerank_top_k=50))
+    assert (updated.config.rerank_enabled, updated.config.rerank_top_k) == (False, 50)
+    updated = store.update_corpus("faq", replace(updated.config, rerank_enabled=True))
+    # a calibration rewrites the thresholds only; the rerank setting stays as it was
+    calibrated = store.save_calibration("faq", replace(updated.config, answer_threshold=0.6), {"curve": []})
+    assert (calibrated.config.rerank_enabled, calibrated.config.rerank_top_k) == (True, 50)
+    again = open_store()
+    assert again.get_corpus("faq").config == calibrated.config
+    assert {r.name: r.config.rerank_enabled for r in again.list_corpora()} == {"faq": True, "off": False}
+
+
+# The corpora table as the releases before the rerank setting created it (SQLite), with one corpus in it.
+_SQLITE_BEFORE_RERANK = """CREATE TABLE corpora (
+    name TEXT PRIMARY KEY, description TEXT NOT NULL, answer_threshold REAL NOT NULL,
+    clarify_margin REAL NOT NULL, default_answer TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0,
+    fingerprint TEXT NOT NULL, dimension INTEGER, created_at REAL NOT NULL, updated_at REAL NOT NULL);
+INSERT INTO corpora VALUES ('old', '', 0.5, 0.05, 'sorry', 0, 'm1', NULL, 1.0, 1.0);"""
+
+
+def test_a_corpus_from_before_rerank_opens_with_it_off(store_backend, tmp_path, request):
+    """A database written before the rerank columns existed is upgraded in place when a store opens it: SQLite
+    adds the columns, PostgreSQL applies migration 0003; existing corpora get the default (off, 20)."""
+    if store_backend == "sqlite":
+        path = tmp_path / "old.sqlite3"
+        with sqlite3.connect(path) as db:
+            db.executescript(_SQLITE_BEFORE_RERANK)
+        store: CorpusStore = SQLiteStore(path)
+    else:
+        psycopg = pytest.importorskip("psycopg")
+        from service.corpus.pg_schema import MIGRATIONS, migrate
+        from service.corpus.postgres_store import PostgresStore
+
+        url = request.getfixturevalue("postgres_url")
+        before = tmp_path / "migrations"
+        before.mkdir()
+        for sql in sorted(MIGRATIONS.glob("000[12]_*.sql")):  # the schema as version 2 left it
+            (before / sql.name).write_text(sql.read_text(encoding="utf-8"), encoding="utf-8")
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert migrate(conn, before) == 2
+            conn.execute("INSERT INTO corpora (name, description, answer_threshold, clarify_margin, default_answer, "
+                         "fingerprint, created_at, updated_at) VALUES ('old', '', 0.5, 0.05, 'sorry', 'm1', 1, 1)")
+        store = PostgresStore(url)
+        assert store.schema_version >= 3
+    try:
+        config = store.get_corpus("old").config
+        assert (config.rerank_enabled, config.rerank_top_k) == (False, CorpusConfig().rerank_top_k)
+        assert (config.answer_threshold, config.default_answer) == (0.5, "sorry")
+        assert store.update_corpus("old", replace(config, rerank_enabled=True)).config.rerank_enabled is True
+    finally:
+        store.close()
+
 
 @pytest.mark.parametrize("name", ["", "A", "../etc", "a/b", "-x", "x" * 65, "a b", "é"])
 def test_bad_corpus_names_are_refused(name):

@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from training.data.pairs import Pair
+from training.data.pairs import UNLABELLED, Pair
 
 
 class UnitSampler:
@@ -44,12 +44,17 @@ def label_matrix(pairs: list[Pair]) -> torch.Tensor:
 
     The diagonal is the gold label; elsewhere two texts match when they share a non-null group (an intent,
     a question id). An anchor's hard negative sits in the same batch as its positive, so it appears as a
-    labelled negative column in the positive's row."""
+    labelled negative column in the positive's row.
+
+    An entry is UNLABELLED (-1) when pair i or pair j has no gold label (the unlabelled source): a pool
+    text may well share a labelled anchor's meaning, so calling it a negative would be a guess."""
     n = len(pairs)
     labels = torch.zeros((n, n), dtype=torch.long)
     for i, pa in enumerate(pairs):
         for j, pb in enumerate(pairs):
-            if i == j:
+            if UNLABELLED in (pa.label, pb.label):
+                labels[i, j] = UNLABELLED
+            elif i == j:
                 labels[i, j] = pa.label
             elif pa.group_a is not None and pa.group_a == pb.group_b:
                 labels[i, j] = 1

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+UNLABELLED = -1
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -18,7 +20,7 @@ class Pair:
 
     text_a: str
     text_b: str
-    label: int  # 1 = same meaning, 0 = different
+    label: int  # 1 = same meaning, 0 = different, UNLABELLED (-1) = no gold label (teacher signal only)
     group_a: str | None = None
     group_b: str | None = None
 
@@ -48,6 +50,7 @@ class TaskData:
     train: list[tuple[Pair, ...]] = field(default_factory=list)
     dev: list[PairSet | RetrievalSet] = field(default_factory=list)
     test: list[PairSet | RetrievalSet] = field(default_factory=list)
+    origin: list[str] = field(default_factory=list)  # source name per training unit (load_task_data fills it)
 
     def extend(self, other: TaskData) -> None:
         self.train.extend(other.train)

@@ -148,6 +148,10 @@ def medical_rqe(cfg: DataConfig, embed: EmbedFn) -> TaskData:  # noqa: ARG001
         return units
 
     train, valid = read("rqe_train.jsonl"), read("rqe_validation.jsonl")
+    # No validation text in training; and chq == faq pairs (1,454 of the train positives) teach nothing:
+    # both sides are one string, so teacher and student score them 1 already.
+    banned = {t for unit in valid for p in unit for t in (p.text_a, p.text_b)}
+    train = [u for u in train if u[0].text_a != u[0].text_b and not {u[0].text_a, u[0].text_b} & banned]
     random.Random(cfg.seed).shuffle(train)
     half = len(valid) // 2
     return TaskData(
@@ -171,21 +175,61 @@ SOURCES: dict[str, Callable[[DataConfig, EmbedFn], TaskData]] = {
     "medical_question_pairs": medical_question_pairs,
     "medical_rqe": medical_rqe,
 }
+UNLABELLED = "unlabelled"  # the text-pool source: built from other sources' training texts
+
+
+def _registry() -> dict[str, Callable[[DataConfig, EmbedFn], TaskData]]:
+    from training.data.broad import bank_faq_hdfc, medquad_qa, stsbenchmark  # imports this module
+
+    return {**SOURCES, "medquad_qa": medquad_qa, "bank_faq_hdfc": bank_faq_hdfc, "stsbenchmark": stsbenchmark}
+
+
+def _check_sources(cfg: DataConfig, known: dict) -> None:
+    for name in [*cfg.sources, *(cfg.unlabelled_from if UNLABELLED in cfg.sources else [])]:
+        if not name.startswith("file:") and name not in known and name != UNLABELLED:
+            raise ValueError(
+                f"data.sources: unknown source {name!r}; known: {sorted(known)}, {UNLABELLED} or file:<path>"
+            )
+    if cfg.mix:
+        missing, extra = set(cfg.sources) - set(cfg.mix), set(cfg.mix) - set(cfg.sources)
+        if missing or extra:
+            raise ValueError(
+                f"data.mix must give a weight to every source in data.sources and nothing else; "
+                f"missing {sorted(missing)}, not a source {sorted(extra)}"
+            )
+        bad = {k: v for k, v in cfg.mix.items() if not v > 0}
+        if bad:
+            raise ValueError(f"data.mix weights must be > 0 (drop the source from data.sources instead): {bad}")
 
 
 def load_task_data(cfg: DataConfig, embed: EmbedFn) -> TaskData:
-    """Build train units and eval sets from every configured source (checked before any model loads)."""
+    """Build train units and eval sets from every configured source (checked before any model loads).
+    `data.origin` names each training unit's source, for data.mix."""
+    known = _registry()
+    _check_sources(cfg, known)
+    loaded: dict[str, TaskData] = {}
+
+    def load(name: str) -> TaskData:
+        if name not in loaded:
+            path = name.removeprefix("file:")
+            loaded[name] = user_file(path, cfg) if name.startswith("file:") else known[name](cfg, embed)
+        return loaded[name]
+
     data = TaskData()
     for name in cfg.sources:
-        if name.startswith("file:"):
-            data.extend(user_file(name.removeprefix("file:"), cfg))
-        elif name in SOURCES:
-            data.extend(SOURCES[name](cfg, embed))
+        if name == UNLABELLED:
+            from training.data.unlabelled import pool_units
+
+            part = TaskData(train=pool_units([load(n) for n in cfg.unlabelled_from], cfg, embed))
         else:
-            raise ValueError(f"data.sources: unknown source {name!r}; known: {sorted(SOURCES)} or file:<path>")
-    data.train, dropped = without_eval_texts(data.train, [*data.dev, *data.test])
-    if dropped:
-        logger.info("dropped %d training units that share a text with a dev or test set", dropped)
+            part = load(name)
+        data.extend(part)
+        data.origin += [name] * len(part.train)
+    keep = eval_free(data.train, [*data.dev, *data.test])
+    if not all(keep):
+        logger.info("dropped %d training units that share a text with a dev or test set", keep.count(False))
+        data.train = [u for u, k in zip(data.train, keep, strict=True) if k]
+        data.origin = [o for o, k in zip(data.origin, keep, strict=True) if k]
     if not data.train:
         raise ValueError("data.sources produced no training pairs")
     return data
@@ -195,12 +239,17 @@ def _folded(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def eval_free(units: list[tuple[Pair, ...]], sets: list[PairSet | RetrievalSet]) -> list[bool]:
+    """Per training unit: False when one of its texts (case and whitespace folded) is one some dev or test set
+    embeds. The datasets repeat texts across their own splits (6 Banking77 test questions are also train
+    questions; MQP reuses rewrites across questions), and across sources; a split by row or group lets them in."""
+    held = {_folded(t) for t in eval_texts(sets)}
+    return [not any(_folded(t) in held for p in u for t in (p.text_a, p.text_b)) for u in units]
+
+
 def without_eval_texts(
     units: list[tuple[Pair, ...]], sets: list[PairSet | RetrievalSet]
 ) -> tuple[list[tuple[Pair, ...]], int]:
-    """Drop every training unit with a text (case and whitespace folded) that some dev or test set embeds. The
-    datasets repeat texts across their own splits (6 Banking77 test questions are also train questions; MQP
-    reuses rewrites across questions), and across sources; a split by row or by group alone lets them through."""
-    held = {_folded(t) for t in eval_texts(sets)}
-    kept = [u for u in units if not any(_folded(t) in held for p in u for t in (p.text_a, p.text_b))]
+    """The units `eval_free` keeps, and how many it dropped."""
+    kept = [u for u, k in zip(units, eval_free(units, sets), strict=True) if k]
     return kept, len(units) - len(kept)

@@ -31,6 +31,8 @@ class FlipLoss(nn.Module):
         self.supervised = SupervisedContrastiveLoss(cfg.sup_temperature)
         self.distill = SimilarityDistillationLoss(cfg.teacher_temperature, cfg.student_temperature)
         self.contrastive = contrastive_loss(cfg)
+        midpoint = (cfg.filter_pos_threshold + cfg.filter_neg_threshold) / 2
+        self.pseudo_threshold = midpoint if cfg.pseudo_threshold is None else cfg.pseudo_threshold
 
     def forward(
         self, sim_student: torch.Tensor, sim_teacher: torch.Tensor, labels: torch.Tensor
@@ -39,9 +41,14 @@ class FlipLoss(nn.Module):
         cfg = self.cfg
         sim_teacher = sim_teacher.to(sim_student.dtype)
         eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+        # Entries without a gold label (the unlabelled source, -1) get classes from the teacher: MCL and the
+        # drop statistics read them; L_sup never does, and the filter cannot contradict the teacher's own call.
+        gold = labels >= 0  # (B, B)
+        if not gold.all():
+            labels = torch.where(gold, labels, (sim_teacher >= self.pseudo_threshold).long())
         # The filter's scope: the gold-labelled pairs (diagonal) by default; in-batch pairs carry no gold
         # label to contradict, and the teacher-similar ones among them are the most useful negatives.
-        scope = eye if cfg.filter_scope == "labelled" else torch.ones_like(eye)
+        scope = (eye if cfg.filter_scope == "labelled" else torch.ones_like(eye)) & gold
         keep = torch.ones_like(eye)
         if cfg.filter:
             verdict = dual_threshold_keep(sim_teacher, labels, cfg.filter_pos_threshold, cfg.filter_neg_threshold)
@@ -49,7 +56,7 @@ class FlipLoss(nn.Module):
         parts: dict[str, torch.Tensor] = {}
         total = sim_student.sum() * 0.0
         if cfg.supervised_weight > 0:
-            parts["sup"] = self.supervised(sim_student, sim_teacher, labels, keep)
+            parts["sup"] = self.supervised(sim_student, sim_teacher, labels, keep & gold)
             total = total + cfg.supervised_weight * parts["sup"]
         if cfg.distill_weight > 0:
             parts["dist"] = self.distill(sim_student, sim_teacher, labels, keep)

@@ -7,13 +7,12 @@ healthcare: Curai MQP pairs and RQE pairs (the training sources' own splits), Me
 from __future__ import annotations
 
 import hashlib
-import json
 import random
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.config import DataConfig
+from training.data.medquad import eval_sets, load_medquad
 from training.data.pairs import Pair, PairSet, RetrievalSet
 from training.data.sources import _read_banking77, medical_question_pairs, medical_rqe
 from training.evaluate.evaluators import NoMatchSet
@@ -99,30 +98,16 @@ def medquad_tasks(cfg: DataConfig, limits: TaskLimits) -> QualityTasks:
     14,332 groups have two distinct question strings, so question -> question retrieval would either leak
     (same string on both sides) or be tiny; question -> answer never puts the query text in the corpus.
     Foci are split (seeded) into dev and test, so no disease appears in both; every qtype of a chosen focus
-    is in the corpus, so a query must get the question type right, not only the disease."""
-    path = Path(cfg.data_dir) / "medquad" / "medquad.jsonl"
-    if not path.exists():
-        raise ValueError(f"data file {path} not found; set data.data_dir (or FLIPMATCH_DATASETS_DIR)")
-    groups: dict[tuple[str, str], dict] = {}
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            focus = " ".join(row["focus"].split()).lower()
-            if focus and (focus, row["qtype"]) not in groups:  # first row of a group (file order) represents it
-                groups[(focus, row["qtype"])] = row
-    by_focus: dict[str, list[dict]] = defaultdict(list)
-    for (focus, _), row in sorted(groups.items()):
-        by_focus[focus].append(row)
-    foci = sorted(f for f, rows in by_focus.items() if len(rows) >= 2)
-    random.Random(cfg.seed).shuffle(foci)
-    n = limits.medquad_foci
+    is in the corpus, so a query must get the question type right, not only the disease. Both splits come
+    from the foci training/data/medquad.py reserves, so the medquad_qa training source never sees them."""
+    data = load_medquad(cfg)
+    sets = eval_sets(data, limits.medquad_foci, limits.answer_chars)
     out = QualityTasks()
-    for split, chosen in (("dev", foci[:n]), ("test", foci[n : 2 * n])):
-        rows = [r for f in sorted(chosen) for r in by_focus[f]]
-        corpus = [r["answer"][: limits.answer_chars] for r in rows]
-        labels = [r["id"] for r in rows]
-        getattr(out, split).append(RetrievalSet("medquad", corpus, labels, [r["question"] for r in rows], labels))
-        out.splits[f"medquad_{split}"] = {"foci": len(chosen), "entries": len(rows), "ids_sha256": _digest(labels)}
+    n = limits.medquad_foci
+    for split, chosen in (("dev", data.reserved[:n]), ("test", data.reserved[n : 2 * n])):
+        getattr(out, split).append(sets[split])
+        labels = sets[split].corpus_labels
+        out.splits[f"medquad_{split}"] = {"foci": len(chosen), "entries": len(labels), "ids_sha256": _digest(labels)}
     return out
 
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from service.api.deps import AdminKey, CorporaDep, EngineDep, QueryKey
+from service.api.deps import AdminKey, CorporaDep, EngineDep, QueryKey, StateDep
 from service.api.routes.paths import CorpusName
 from service.api.schemas.common import ERROR_RESPONSES
-from service.api.schemas.corpora import CorporaPublic, CorpusCreate, CorpusPublic, CorpusUpdate
+from service.api.schemas.corpora import CorporaPublic, CorpusCreate, CorpusPublic, CorpusUpdate, rerank_fields
 from service.corpus.store import CorpusConfig
+from service.errors import InvalidInput
+
+
+def _check_rerank(enabled: bool, reranker: object) -> None:
+    if enabled and reranker is None:
+        raise InvalidInput("rerank.enabled needs a model with a match head, and the served model has none; export "
+                           "one trained with loss.generative_weight > 0 (docs/artifact.md, match_head)",
+                           code="rerank_unavailable")
+
 
 router = APIRouter(prefix="/v1/corpora", tags=["corpora"], responses=ERROR_RESPONSES)
 
@@ -22,11 +31,14 @@ _CREATED_LINKS = {link: {"operationId": op, "parameters": _BY_NAME} for link, op
 
 @router.post("", response_model=CorpusPublic, status_code=201, dependencies=[AdminKey],
              responses={201: {"description": "The new corpus.", "links": _CREATED_LINKS}})
-async def create_corpus(body: CorpusCreate, corpora: CorporaDep, engine: EngineDep) -> CorpusPublic:
-    """Create an empty corpus. answer_threshold defaults to the model card's match_threshold. 409 if it exists."""
+async def create_corpus(body: CorpusCreate, corpora: CorporaDep, engine: EngineDep, state: StateDep) -> CorpusPublic:
+    """Create an empty corpus. answer_threshold defaults to the model card's match_threshold. 409 if it exists.
+    rerank.enabled is refused (422) when the served model has no match head."""
+    _check_rerank(body.rerank.enabled, state.reranker)
     threshold = body.answer_threshold if body.answer_threshold is not None else engine.info.match_threshold
     config = CorpusConfig(description=body.description, answer_threshold=threshold,
-                          clarify_margin=body.clarify_margin, default_answer=body.default_answer)
+                          clarify_margin=body.clarify_margin, default_answer=body.default_answer,
+                          **rerank_fields(body.rerank))
     return CorpusPublic.of(await corpora.create(body.name, config))
 
 
@@ -44,8 +56,10 @@ async def get_corpus(name: CorpusName, corpora: CorporaDep) -> CorpusPublic:
 
 
 @router.patch("/{name}", response_model=CorpusPublic, dependencies=[AdminKey])
-async def update_corpus(name: CorpusName, body: CorpusUpdate, corpora: CorporaDep) -> CorpusPublic:
-    """Change description, answer_threshold, clarify_margin or default_answer; takes effect on the next search."""
+async def update_corpus(name: CorpusName, body: CorpusUpdate, corpora: CorporaDep, state: StateDep) -> CorpusPublic:
+    """Change description, answer_threshold, clarify_margin, default_answer or rerank; takes effect on the next
+    search. rerank.enabled is refused (422) when the served model has no match head."""
+    _check_rerank(body.rerank is not None and body.rerank.enabled, state.reranker)
     return CorpusPublic.of(await corpora.update(name, **body.changes()))
 
 

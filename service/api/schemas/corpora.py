@@ -7,12 +7,35 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from service.api.schemas.common import RequestModel, Text
+from service.api.schemas.common import LIMIT, Integer, RequestModel, Text
 from service.corpus.registry import CorpusInfo
 from service.corpus.store import CORPUS_NAME, ENTRY_ID, CorpusConfig, Entry
 
 _DEFAULTS = CorpusConfig()
 MAX_ALTERNATES = 100
+
+
+_RERANK_ENABLED = ("Reorder the top_k search candidates by the model's match head (needs a model exported with "
+                   "a match_head; see docs/artifact.md).")
+_RERANK_TOP_K = ("Candidates the match head scores per query; a search fetches max(top_k of the request, this) and "
+                 "returns the request's top_k.")
+
+
+class RerankSettings(RequestModel):
+    # A server whose model has no match head refuses enabled=true (422 rerank_unavailable); its OpenAPI document
+    # says so (enum [false], service/api/openapi.py).
+    enabled: bool = Field(False, description=_RERANK_ENABLED + " Only false on a server whose model has none.",
+                          json_schema_extra={LIMIT: "match_head"})
+    top_k: Integer = Field(_DEFAULTS.rerank_top_k, ge=1, le=100, description=_RERANK_TOP_K)
+
+
+class RerankPublic(BaseModel):
+    enabled: bool = Field(description=_RERANK_ENABLED)
+    top_k: int = Field(description=_RERANK_TOP_K)
+
+
+def rerank_fields(rerank: RerankSettings) -> dict[str, Any]:
+    return {"rerank_enabled": rerank.enabled, "rerank_top_k": rerank.top_k}
 
 
 class CorpusCreate(RequestModel):
@@ -26,6 +49,7 @@ class CorpusCreate(RequestModel):
                                   description="Top-1 minus top-2 below it answers clarify.")
     default_answer: str = Field(_DEFAULTS.default_answer, max_length=10_000,
                                 description="Returned with no_match.")
+    rerank: RerankSettings = Field(default_factory=RerankSettings, description="Match-head reranking (off).")
 
 
 class CorpusUpdate(RequestModel):
@@ -36,16 +60,18 @@ class CorpusUpdate(RequestModel):
     answer_threshold: float | None = Field(None, ge=-1.0, le=1.0)
     clarify_margin: float | None = Field(None, ge=0.0, le=2.0)
     default_answer: str | None = Field(None, max_length=10_000)
+    rerank: RerankSettings | None = None
 
     @model_validator(mode="after")
     def _something(self) -> CorpusUpdate:
         if not self.model_fields_set:
             raise ValueError("nothing to update; send at least one of description, answer_threshold, "
-                             "clarify_margin, default_answer")
+                             "clarify_margin, default_answer, rerank")
         return self
 
     def changes(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+        out = {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None and k != "rerank"}
+        return {**out, **(rerank_fields(self.rerank) if self.rerank is not None else {})}
 
 
 class CorpusPublic(BaseModel):
@@ -54,6 +80,7 @@ class CorpusPublic(BaseModel):
     answer_threshold: float
     clarify_margin: float
     default_answer: str
+    rerank: RerankPublic
     entries: int
     vectors: int = Field(description="One per question and alternate question.")
     index_kind: Literal["flat", "hnsw"]
@@ -66,7 +93,8 @@ class CorpusPublic(BaseModel):
     def of(cls, info: CorpusInfo) -> CorpusPublic:
         r, c = info.record, info.record.config
         return cls(name=r.name, description=c.description, answer_threshold=c.answer_threshold,
-                   clarify_margin=c.clarify_margin, default_answer=c.default_answer, entries=info.entries,
+                   clarify_margin=c.clarify_margin, default_answer=c.default_answer,
+                   rerank=RerankPublic(enabled=c.rerank_enabled, top_k=c.rerank_top_k), entries=info.entries,
                    vectors=info.vectors, index_kind=info.index_kind, status=info.status, fingerprint=r.fingerprint,
                    created_at=r.created_at, updated_at=r.updated_at)  # type: ignore[arg-type]
 

@@ -28,6 +28,9 @@ class SearchCandidate(BaseModel):
     answer: str
     metadata: dict[str, Any]
     score: float = Field(description="Cosine similarity of the query and matched_question.")
+    match_probability: float | None = Field(
+        None, description="With the corpus's rerank enabled: the model's match-head probability that "
+        "matched_question matches the query (candidates are ordered by it); otherwise null.")
 
 
 class QueryResult(BaseModel):

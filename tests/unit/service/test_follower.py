@@ -78,8 +78,10 @@ def test_writes_follow_without_re_embedding(postgres_url, tmp_path):
         await b.registry.delete_entry("faq", "pin")
         await until(lambda: "pin" not in a.registry.snapshot("faq").entries)
         assert "pin" not in a.ids("faq", "forgot my pin", embed_a) and len(a.registry.snapshot("faq")) == 1
-        await b.registry.update("faq", answer_threshold=0.9)
+        await b.registry.update("faq", answer_threshold=0.9, rerank_enabled=True, rerank_top_k=7)
         await until(lambda: a.registry.info("faq").record.config.answer_threshold == 0.9)
+        config = a.registry.info("faq").record.config
+        assert (config.rerank_enabled, config.rerank_top_k) == (True, 7)  # the rerank setting follows too
         await until(lambda: a.follower.status.applied_sequence == a.store.head_sequence())
         status = a.follower.status
         assert status.lag_seconds == 0 and status.reachable and status.head_sequence == status.applied_sequence
@@ -94,7 +96,8 @@ def test_applying_a_change_twice_converges_to_the_store(postgres_url, tmp_path):
 
         await a.registry.create("faq", CorpusConfig())
         await a.registry.upsert("faq", [E1])
-        await until(lambda: "pin" in b.registry.snapshot("faq").entries)
+        # B adopts the corpus from the change feed: until then snapshot("faq") raises NotFound
+        await until(lambda: "faq" in b.registry._live and "pin" in b.registry.snapshot("faq").entries)
         before = dict(b.registry.snapshot("faq").rows)
         await b.registry.sync_entries("faq", ["pin", "never-written"])  # replayed: no duplicate vectors
         await b.registry.sync_corpus("faq")

@@ -30,7 +30,7 @@ def test_layout_and_manifest(exported):
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Dense", "Normalize"]
     assert not list(out.glob("adapter_*")) and not (out / "chat_template.jinja").exists()
     manifest = json.loads((out / "flipmatch.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["embedding_dim"] == 8
+    assert manifest["format_version"] == 2 and manifest["embedding_dim"] == 8 and "match_head" not in manifest
     assert len(manifest["probes"]) == len(PROBE_TEXTS)
     assert json.loads((out / "tokenizer_config.json").read_text()).get("chat_template") is None
 
