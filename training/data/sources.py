@@ -246,10 +246,3 @@ def eval_free(units: list[tuple[Pair, ...]], sets: list[PairSet | RetrievalSet])
     held = {_folded(t) for t in eval_texts(sets)}
     return [not any(_folded(t) in held for p in u for t in (p.text_a, p.text_b)) for u in units]
 
-
-def without_eval_texts(
-    units: list[tuple[Pair, ...]], sets: list[PairSet | RetrievalSet]
-) -> tuple[list[tuple[Pair, ...]], int]:
-    """The units `eval_free` keeps, and how many it dropped."""
-    kept = [u for u, k in zip(units, eval_free(units, sets), strict=True) if k]
-    return kept, len(units) - len(kept)

@@ -7,7 +7,7 @@ import pytest
 from training.config import DataConfig
 from training.data.batches import UnitSampler, label_matrix
 from training.data.pairs import Pair, PairSet, RetrievalSet, eval_texts, read_pairs
-from training.data.sources import load_task_data, without_eval_texts
+from training.data.sources import eval_free, load_task_data
 
 
 def test_read_pairs_csv_with_custom_columns(tmp_path):
@@ -83,8 +83,7 @@ def test_units_sharing_a_text_with_an_evaluation_are_dropped_whole():
              (Pair("dose of drug 3", "x", 0),)]
     sets = [RetrievalSet("b", ["faq"], ["l"], ["where is my card"], ["l"]),
             PairSet("m", [Pair("dose of drug 3", "y", 0)])]
-    kept, dropped = without_eval_texts(units, sets)
-    assert kept == units[:1] and dropped == 2
+    assert eval_free(units, sets) == [True, False, False]
 
 
 def test_unknown_source_and_missing_data_fail_fast(tmp_path):

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 
+from tests.fixtures.tiny_broad_data import medquad_rows
 from training.config import DataConfig
 from training.data.sources import banking77
 from training.evaluate.evaluators import NoMatchSet
@@ -42,18 +43,7 @@ def test_build_is_deterministic(tiny_data_dir):
 
 
 def test_medquad_queries_never_in_corpus_and_foci_disjoint(tmp_path):
-    rows = []
-    for f in range(6):
-        for q, qtype in enumerate(("information", "symptoms", "treatment")):
-            rows.append(
-                {
-                    "id": f"S_{f}-{q}",
-                    "focus": f"Disease {f}",
-                    "qtype": qtype,
-                    "question": f"What are the {qtype} of Disease {f} ?",
-                    "answer": f"Disease {f} {qtype} answer. " * 30,
-                }
-            )
+    rows = medquad_rows(6)
     rows.append({**rows[0], "id": "dup"})  # a second row of a (focus, qtype) group is not a new entry
     (tmp_path / "medquad").mkdir()
     (tmp_path / "medquad" / "medquad.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
