@@ -190,6 +190,13 @@ def _check_sources(cfg: DataConfig, known: dict) -> None:
             raise ValueError(
                 f"data.sources: unknown source {name!r}; known: {sorted(known)}, {UNLABELLED} or file:<path>"
             )
+    used = {*cfg.sources, *(cfg.unlabelled_from if UNLABELLED in cfg.sources else [])}
+    unknown = set(cfg.anchors_per_source) - used
+    if unknown:
+        raise ValueError(f"data.anchors_per_source names sources that are not used: {sorted(unknown)}")
+    bad_caps = {k: v for k, v in cfg.anchors_per_source.items() if v < 1}
+    if bad_caps:
+        raise ValueError(f"data.anchors_per_source caps must be >= 1 (drop the source instead): {bad_caps}")
     if cfg.mix:
         missing, extra = set(cfg.sources) - set(cfg.mix), set(cfg.mix) - set(cfg.sources)
         if missing or extra:
@@ -212,7 +219,8 @@ def load_task_data(cfg: DataConfig, embed: EmbedFn) -> TaskData:
     def load(name: str) -> TaskData:
         if name not in loaded:
             path = name.removeprefix("file:")
-            loaded[name] = user_file(path, cfg) if name.startswith("file:") else known[name](cfg, embed)
+            own = cfg.model_copy(update={"max_train_anchors": cfg.anchors_per_source.get(name, cfg.max_train_anchors)})
+            loaded[name] = user_file(path, own) if name.startswith("file:") else known[name](own, embed)
         return loaded[name]
 
     data = TaskData()

@@ -143,3 +143,19 @@ def test_mix_draws_sources_by_weight_deterministically(broad_dir):
 def test_mix_must_weigh_every_source(broad_dir, mix, message):
     with pytest.raises(ValueError, match=message):
         load_task_data(_cfg(broad_dir, sources=["medical_rqe", "stsbenchmark"], mix=mix), _embed)
+
+
+def test_anchors_per_source_caps_only_the_named_source(broad_dir):
+    full = load_task_data(_cfg(broad_dir, sources=["medical_rqe", "stsbenchmark"]), _embed)
+    capped = load_task_data(
+        _cfg(broad_dir, sources=["medical_rqe", "stsbenchmark"], anchors_per_source={"medical_rqe": 3}), _embed
+    )
+    assert Counter(capped.origin)["medical_rqe"] == 3 < Counter(full.origin)["medical_rqe"]
+    assert Counter(capped.origin)["stsbenchmark"] == Counter(full.origin)["stsbenchmark"]
+    assert [s.name for s in capped.dev] == [s.name for s in full.dev]  # the cap never moves an evaluation split
+
+
+@pytest.mark.parametrize(("caps", "message"), [({"banking77": 5}, "not used"), ({"medical_rqe": 0}, ">= 1")])
+def test_anchors_per_source_rejects_unknown_or_empty_caps(broad_dir, caps, message):
+    with pytest.raises(ValueError, match=message):
+        load_task_data(_cfg(broad_dir, sources=["medical_rqe"], anchors_per_source=caps), _embed)
