@@ -106,11 +106,11 @@ def render(log: list[dict], path: Path) -> None:
         head,
         "|" + "---|" * (head.count("|") - 1),
     ]
-    if log:
-        t = log[-1]["teacher_dev"]
-        cells = " | ".join(_cell(t, c) for c in COLUMNS)
-        lines.append(f"| **fine-tuned teacher** | | | | | {cells} | |")
+    teacher = None
     for row in log:
+        if row["teacher_dev"] != teacher:  # a new shared teacher (other data): its row heads the runs it taught
+            teacher = row["teacher_dev"]
+            lines.append(f"| **fine-tuned teacher** | | | | | {' | '.join(_cell(teacher, c) for c in COLUMNS)} | |")
         s = row["schedule"]
         own = " ".join(o for o in row["overrides"] if o not in shared)
         cells = " | ".join(_cell(row["dev"], c) for c in COLUMNS)
