@@ -15,6 +15,11 @@ RESULTS = Path("docs/results.json")
 README = Path("README.md")
 HEADLINE = ("banking77/r@1", "mqp/f1", "medquad/r@1", "rqe/f1")
 LABELS = {"banking77/r@1": "Banking77 R@1", "mqp/f1": "MQP F1", "medquad/r@1": "MedQuAD q→a R@1", "rqe/f1": "RQE F1"}
+PRESETS = (
+    ("default_run", "`default` (`make distill`)"),
+    ("long_run", "`long` (`make distill-long`)"),
+    ("rerank_run", "`default` + match head (`make distill-rerank`)"),
+)
 START, END = "<!-- presets:start -->", "<!-- presets:end -->"
 
 
@@ -61,7 +66,7 @@ def preset_table(data: dict) -> str:
         "| schedule completed |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key, name in (("default_run", "`default` (`make distill`)"), ("long_run", "`long` (`make distill-long`)")):
+    for key, name in PRESETS:
         rec = data.get(key)
         if not rec:
             lines.append(f"| {name} | not run yet | | | | | |")
@@ -78,7 +83,7 @@ def preset_table(data: dict) -> str:
                 else "| | | |"
             )
             lines.append(f"| {name if i == 0 else ''} | {label} | {teacher:.3f} | {student:.3f} {tail}")
-    cpus = sorted({data[k]["cpu"] for k in ("default_run", "long_run") if data.get(k)})
+    cpus = sorted({data[k]["cpu"] for k, _ in PRESETS if data.get(k)})
     lines.append("")
     lines.append(f"Measured on: {', '.join(cpus) or 'n/a'}; dev thresholds applied unchanged to test.")
     return "\n".join(lines)
