@@ -93,6 +93,15 @@ def test_rqe_train_holds_no_validation_text_and_no_trivial_pair(broad_dir):
     assert all(p.text_a != p.text_b for unit in data.train for p in unit)
 
 
+def test_rqe_dev_and_test_are_label_stratified_halves_of_validation(broad_dir):
+    data = medical_rqe(_cfg(broad_dir, max_eval_pairs=10_000), _embed)
+    (dev,), (test,) = data.dev, data.test
+    share = [sum(p.label for p in s.pairs) / len(s.pairs) for s in (dev, test)]
+    assert 0 < share[0] < 1 and abs(share[0] - share[1]) <= 1 / len(dev.pairs) + 1 / len(test.pairs)
+    assert abs(len(dev.pairs) - len(test.pairs)) <= 2
+    assert not {(p.text_a, p.text_b) for p in dev.pairs} & {(p.text_a, p.text_b) for p in test.pairs}
+
+
 def test_hdfc_split_by_question_without_leakage(broad_dir):
     data = bank_faq_hdfc(_cfg(broad_dir), _embed)
     assert data.train and data.dev[0].queries and data.test[0].queries
