@@ -259,7 +259,8 @@ def render(results: dict, command: str, figures: list[Path], doc_dir: Path) -> s
         "in-scope recall). The held-out intents are also kept out of training (`data.exclude_intents`, teacher "
         "fine-tune and distillation alike), so out-of-scope queries are unseen. "
         "Banking77 pairs: per intent one positive (same intent) and one random other-intent negative.",
-        "- MQP and RQE: the training sources' own dev/test splits (MQP split by question_1; RQE validation halves).",
+        "- MQP and RQE: the training sources' own dev/test splits (MQP split by question_1; RQE: label-stratified "
+        "seeded halves of the validation file).",
         "- MedQuAD: question → answer retrieval over (focus, qtype) groups. Question → question retrieval is not "
         "possible without leakage: questions are template-made and only 7 of 14,332 groups have two distinct "
         "question strings. The corpus text of an entry is the first characters of its answer, the query its "
