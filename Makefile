@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.flipmatch-installed
 
-.PHONY: setup run test lint distill distill-long distill-rerank bench-rerank bench-train bench-serve bench-quality bench-calibration soak clean
+.PHONY: setup run test lint distill distill-long distill-rerank distill-gemma bench-rerank bench-train bench-serve bench-quality bench-calibration soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,7 +40,13 @@ distill-rerank: setup
 	$(BIN)/flipmatch distill --config training/configs/default.yaml $(RERANK_SET) --output artifacts/flipmatch-rerank $(RECORD_FLAG)
 
 bench-rerank: setup
-	$(BIN)/python -m bench.rerank_bench --model artifacts/flipmatch-rerank --out bench/results/rerank.json
+	$(BIN)/python -m bench.rerank_bench --model artifacts/flipmatch-rerank --max-queries 300 --out bench/results/rerank.json
+
+## The default preset with Gemma-3-270M as the student, cut at block 9 of 18 (the same matmul FLOPs per query as
+## SmolLM2 at 15 of 30; docs/method.md), same budget: exported to artifacts/flipmatch-gemma.
+GEMMA_SET := --set student.model=packaged:gemma3-270m --set student.num_layers=9 --set run.output_dir=runs/gemma
+distill-gemma: setup
+	$(BIN)/flipmatch distill --config training/configs/default.yaml $(GEMMA_SET) --output artifacts/flipmatch-gemma $(RECORD_FLAG)
 
 test: setup
 	# pytest exits 5 when nothing was collected (e.g. a marker selection): not a failure.

@@ -89,9 +89,12 @@ def main() -> None:
     parser.add_argument("--max-queries", type=int, default=None,
                         help="a seeded random sample of N queries per set (test files are ordered by label)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", default="auto", help="as FLIPMATCH_DTYPE (auto: the start-up calibration)")
+    parser.add_argument("--threads", type=int, default=None, help="forward threads (default: calibrated)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    encoder = load_encoder(args.model, device="cpu", dtype="float32")
+    # As the service loads it: the start-up calibration picks dtype and threads (or --dtype / --threads do).
+    encoder = load_encoder(args.model, device="cpu", dtype=args.dtype, cpu_threads=args.threads)
     reranker = load_reranker(encoder)
     if reranker is None:
         raise SystemExit(f"{args.model} has no match_head: export a student trained with loss.generative_weight > 0")
@@ -102,6 +105,7 @@ def main() -> None:
     candidates = faq.corpus_texts[: args.top_k]
     timing = [latency(reranker, faq.queries[0], candidates, args.requests, c) for c in (1, 32)]
     report = {"model": args.model, "top_k": args.top_k, "max_queries": args.max_queries, "seed": args.seed,
+              "dtype": encoder.info.dtype, "threads": encoder.info.threads,
               "quality": quality, "rerank_latency": timing}
     print("| set | queries | R@1 embedding | R@1 + rerank | top-k ceiling |")
     print("|---|---|---|---|---|")

@@ -19,6 +19,7 @@ PRESETS = (
     ("default_run", "`default` (`make distill`)"),
     ("long_run", "`long` (`make distill-long`)"),
     ("rerank_run", "`default` + match head (`make distill-rerank`)"),
+    ("gemma_run", "`default` with Gemma-3-270M @ 9 blocks (`make distill-gemma`)"),
 )
 START, END = "<!-- presets:start -->", "<!-- presets:end -->"
 

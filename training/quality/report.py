@@ -182,6 +182,31 @@ def write_figures(results: dict, out_dir: Path) -> list[Path]:
     return written
 
 
+def _rerank_rows(path: Path) -> list[str]:
+    """bench/results/rerank.json (python -m bench.rerank_bench) as a table: R@1 with and without the match head
+    reordering the top-k, and the head's latency, from one run."""
+    if not path.exists():
+        return ["Not measured yet: `make bench-rerank` writes bench/results/rerank.json."]
+    import json
+
+    bench = json.loads(path.read_text())
+    lines = [
+        f"`{bench['model']}`, top-{bench['top_k']} reranked, {bench.get('max_queries') or 'all'} sampled test "
+        f"queries per set (seed {bench.get('seed', 0)}), {bench.get('dtype', 'float32')} on "
+        f"{bench.get('threads', 1)} thread(s):",
+        "",
+        "| set | queries | R@1 embedding | R@1 + rerank | top-k ceiling |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, q in bench["quality"].items():
+        lines.append(f"| {name} | {q['queries']} | {q['r@1_embedding']:.3f} | {q['r@1_rerank']:.3f} "
+                     f"| {q['recall@k_ceiling']:.3f} |")
+    lines += ["", "| rerank latency | p50 ms per query | queries/s |", "|---|---:|---:|"]
+    lines += [f"| concurrency {t['concurrency']} | {t['p50_ms']:.0f} | {t['queries_per_s']:.1f} |"
+              for t in bench["rerank_latency"]]
+    return lines
+
+
 def render(results: dict, command: str, figures: list[Path], doc_dir: Path) -> str:
     plan, hw = results["plan"], results["hardware"]
     main = [r for r in results["runs"] if r["table"] == "main"]
@@ -240,6 +265,21 @@ def render(results: dict, command: str, figures: list[Path], doc_dir: Path) -> s
         "contradicted (teacher cosine below τ_pos / above τ_neg), per run.",
         "",
         *_drop_table(results["runs"] + [s for s in results.get("sweep", []) if s.get("filter_drop")]),
+    ]
+    from training.records import preset_table
+
+    lines += [
+        "",
+        "## Presets, students and rerank (test; each command's own record)",
+        "",
+        "Written by the commands that trained them (`make distill RECORD=...`, into docs/results.json) and "
+        "rendered here and in the README; not re-run by this benchmark. Dev thresholds applied to test.",
+        "",
+        preset_table(results),
+        "",
+        "### Rerank: the match head reordering the embedding's top-k",
+        "",
+        *_rerank_rows(doc_dir.parent / "bench" / "results" / "rerank.json"),
     ]
     lines += ["", "## Figures", ""]
     lines += [f"![{p.stem}]({p.relative_to(doc_dir) if p.is_relative_to(doc_dir) else p})" for p in figures]
