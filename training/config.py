@@ -32,6 +32,11 @@ class DataConfig(_Section):
         description="Column names for user CSV/JSONL files (file:<path> sources).",
     )
     max_train_anchors: int = Field(2000, description="Training anchors per source (each gives a pos and a neg pair).")
+    anchors_per_source: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-source cap on training anchors {source: n}, in place of max_train_anchors for the named "
+        "sources: a large source mixed in at a small weight need not fill the caches with texts it rarely draws.",
+    )
     dev_queries_per_intent: int = Field(3, description="Banking77 dev queries held out per intent.")
     reserved_per_intent: int = Field(
         0, ge=0, description="First N distinct Banking77 train questions per intent (file order) never used: the "
@@ -138,6 +143,13 @@ class LossConfig(_Section):
         0.0,
         description="Weight of the yes/no match-label loss through the LM head (the decoder/rerank reading); "
         "0 disables it and the head is not exported.",
+    )
+    generative_pairs: int | None = Field(
+        None,
+        ge=1,
+        description="Gold-labelled pairs per step that go through the yes/no head (the first N of the batch); "
+        "None: all. Each runs every kept block on a two-text prompt, outside the prefix cache, so a cap keeps "
+        "the head's cost per step bounded.",
     )
 
 

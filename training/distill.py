@@ -114,7 +114,7 @@ def forward_backward(
     parts = loss_fn(sim_student, sim_teacher, labels)
     if loss_fn.cfg.generative_weight > 0:  # the decoder reading: yes/no through the LM head (its LoRA B)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            gen = generative_loss(student, pairs, device)
+            gen = generative_loss(student, pairs, device, loss_fn.cfg.generative_pairs)
         if gen is not None:
             parts["gen"] = gen.float()
             parts["total"] = parts["total"] + loss_fn.cfg.generative_weight * parts["gen"]

@@ -72,9 +72,12 @@ class MatchLabelLoss(nn.Module):
         return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
 
 
-def generative_loss(student, pairs: list[Pair], device: torch.device | str) -> torch.Tensor | None:
-    """The label loss over a batch's gold-labelled pairs (the unlabelled source has none); None when none."""
-    labelled = [p for p in pairs if p.label in (0, 1)]
+def generative_loss(
+    student, pairs: list[Pair], device: torch.device | str, limit: int | None = None
+) -> torch.Tensor | None:
+    """The label loss over a batch's gold-labelled pairs (the unlabelled source has none), the first `limit` of
+    them when set; None when none."""
+    labelled = [p for p in pairs if p.label in (0, 1)][:limit]
     if not labelled:
         return None
     logits = match_logits(student, [(p.text_a, p.text_b) for p in labelled], device)

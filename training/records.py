@@ -13,7 +13,13 @@ from typing import Any
 
 RESULTS = Path("docs/results.json")
 README = Path("README.md")
-HEADLINE = ("banking77/r@1", "mqp/f1")
+HEADLINE = ("banking77/r@1", "mqp/f1", "medquad/r@1", "rqe/f1")
+LABELS = {"banking77/r@1": "Banking77 R@1", "mqp/f1": "MQP F1", "medquad/r@1": "MedQuAD q→a R@1", "rqe/f1": "RQE F1"}
+PRESETS = (
+    ("default_run", "`default` (`make distill`)"),
+    ("long_run", "`long` (`make distill-long`)"),
+    ("rerank_run", "`default` + match head (`make distill-rerank`)"),
+)
 START, END = "<!-- presets:start -->", "<!-- presets:end -->"
 
 
@@ -60,14 +66,15 @@ def preset_table(data: dict) -> str:
         "| schedule completed |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key, name in (("default_run", "`default` (`make distill`)"), ("long_run", "`long` (`make distill-long`)")):
+    for key, name in PRESETS:
         rec = data.get(key)
         if not rec:
             lines.append(f"| {name} | not run yet | | | | | |")
             continue
-        for i, metric in enumerate(HEADLINE):
-            teacher, student = rec["test_teacher"].get(metric), rec["test_student"].get(metric)
-            label = "Banking77 R@1" if metric.startswith("banking") else "MQP F1"
+        measured = [m for m in HEADLINE if m in rec["test_student"] and m in rec["test_teacher"]]
+        for i, metric in enumerate(measured):  # the sets the preset's sources have
+            teacher, student = rec["test_teacher"][metric], rec["test_student"][metric]
+            label = LABELS[metric]
             tail = (
                 f"| {rec['wall_s'] / 60:.1f} min | {rec['steps_run']} / {rec['planned_steps']} "
                 f"({rec['configured_steps']}) | "
@@ -76,7 +83,7 @@ def preset_table(data: dict) -> str:
                 else "| | | |"
             )
             lines.append(f"| {name if i == 0 else ''} | {label} | {teacher:.3f} | {student:.3f} {tail}")
-    cpus = sorted({data[k]["cpu"] for k in ("default_run", "long_run") if data.get(k)})
+    cpus = sorted({data[k]["cpu"] for k, _ in PRESETS if data.get(k)})
     lines.append("")
     lines.append(f"Measured on: {', '.join(cpus) or 'n/a'}; dev thresholds applied unchanged to test.")
     return "\n".join(lines)

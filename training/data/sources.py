@@ -136,7 +136,8 @@ def medical_question_pairs(cfg: DataConfig, embed: EmbedFn) -> TaskData:  # noqa
 
 
 def medical_rqe(cfg: DataConfig, embed: EmbedFn) -> TaskData:  # noqa: ARG001
-    """RQE: does the FAQ question answer the consumer question. Validation split halves into dev and test."""
+    """RQE: does the FAQ question answer the consumer question. The validation file, split into label-stratified
+    seeded halves, gives dev and test."""
     root = Path(cfg.data_dir) / "medical_rqe"
 
     def read(name: str) -> list[tuple[Pair, ...]]:
@@ -153,12 +154,26 @@ def medical_rqe(cfg: DataConfig, embed: EmbedFn) -> TaskData:  # noqa: ARG001
     banned = {t for unit in valid for p in unit for t in (p.text_a, p.text_b)}
     train = [u for u in train if u[0].text_a != u[0].text_b and not {u[0].text_a, u[0].text_b} & banned]
     random.Random(cfg.seed).shuffle(train)
-    half = len(valid) // 2
+    dev, test = _stratified_halves(valid, random.Random(cfg.seed))
     return TaskData(
         train=train[: cfg.max_train_anchors],
-        dev=[_pairset("rqe", valid[:half], cfg.max_eval_pairs)],
-        test=[_pairset("rqe", valid[half:], cfg.max_eval_pairs)],
+        dev=[_pairset("rqe", dev, cfg.max_eval_pairs)],
+        test=[_pairset("rqe", test, cfg.max_eval_pairs)],
     )
+
+
+def _stratified_halves(units: list[tuple[Pair, ...]], rng: random.Random) -> tuple[list, list]:
+    """Seeded halves with the same share of each label. The RQE validation file is ordered: its first half is
+    62% positive and its second 23%, so a dev threshold chosen on one half did not carry to the other."""
+    halves: tuple[list, list] = ([], [])
+    for label in sorted({u[0].label for u in units}):
+        group = [u for u in units if u[0].label == label]
+        rng.shuffle(group)
+        halves[0].extend(group[: len(group) // 2])
+        halves[1].extend(group[len(group) // 2 :])
+    for half in halves:
+        rng.shuffle(half)
+    return halves
 
 
 def user_file(path: str, cfg: DataConfig) -> TaskData:
@@ -190,6 +205,13 @@ def _check_sources(cfg: DataConfig, known: dict) -> None:
             raise ValueError(
                 f"data.sources: unknown source {name!r}; known: {sorted(known)}, {UNLABELLED} or file:<path>"
             )
+    used = {*cfg.sources, *(cfg.unlabelled_from if UNLABELLED in cfg.sources else [])}
+    unknown = set(cfg.anchors_per_source) - used
+    if unknown:
+        raise ValueError(f"data.anchors_per_source names sources that are not used: {sorted(unknown)}")
+    bad_caps = {k: v for k, v in cfg.anchors_per_source.items() if v < 1}
+    if bad_caps:
+        raise ValueError(f"data.anchors_per_source caps must be >= 1 (drop the source instead): {bad_caps}")
     if cfg.mix:
         missing, extra = set(cfg.sources) - set(cfg.mix), set(cfg.mix) - set(cfg.sources)
         if missing or extra:
@@ -212,7 +234,8 @@ def load_task_data(cfg: DataConfig, embed: EmbedFn) -> TaskData:
     def load(name: str) -> TaskData:
         if name not in loaded:
             path = name.removeprefix("file:")
-            loaded[name] = user_file(path, cfg) if name.startswith("file:") else known[name](cfg, embed)
+            own = cfg.model_copy(update={"max_train_anchors": cfg.anchors_per_source.get(name, cfg.max_train_anchors)})
+            loaded[name] = user_file(path, own) if name.startswith("file:") else known[name](own, embed)
         return loaded[name]
 
     data = TaskData()

@@ -10,6 +10,19 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+# Where the training sources of the broad pool draw their training units (issue 12).
+BROAD_SPLITS = (
+    "- Training sources of the broad pool (`data.sources`; each has a leakage test in "
+    "tests/unit/training/test_broad_sources.py, and every training unit sharing a case/space-folded text with "
+    "any dev or test set of any source is dropped, training/data/sources.py `eval_free`): **MedQuAD question → "
+    "answer** trains on foci outside the `data.medquad_eval_foci` (400) reserved ones, from which the dev and "
+    "test foci above are drawn, minus rows whose question or answer start also occurs in a reserved focus; "
+    "**RQE** trains on its train file, dev and test are halves of its validation file; **HDFC bank FAQ**: "
+    "questions split 70/15/15 (seeded), dev and test are question → answer retrieval over their split; "
+    "**STS-B**: its own train/dev/test files, scores ≥ 4 positive, ≤ 1.5 negative, between dropped; the "
+    "**unlabelled** pool takes only the training texts of the sources it names."
+)
+
 # (column title, metric key) shown in the tables; a key absent from a run (task not in the plan) is skipped.
 COLUMNS = [
     ("B77 R@1", "b77_faq/r@1"),
@@ -246,12 +259,14 @@ def render(results: dict, command: str, figures: list[Path], doc_dir: Path) -> s
         "in-scope recall). The held-out intents are also kept out of training (`data.exclude_intents`, teacher "
         "fine-tune and distillation alike), so out-of-scope queries are unseen. "
         "Banking77 pairs: per intent one positive (same intent) and one random other-intent negative.",
-        "- MQP and RQE: the training sources' own dev/test splits (MQP split by question_1; RQE validation halves).",
+        "- MQP and RQE: the training sources' own dev/test splits (MQP split by question_1; RQE: label-stratified "
+        "seeded halves of the validation file).",
         "- MedQuAD: question → answer retrieval over (focus, qtype) groups. Question → question retrieval is not "
         "possible without leakage: questions are template-made and only 7 of 14,332 groups have two distinct "
         "question strings. The corpus text of an entry is the first characters of its answer, the query its "
         "question; foci are split (seeded) between dev and test and every qtype of a chosen focus is in the "
         "corpus, so a query must match both the disease and the question type.",
+        BROAD_SPLITS,
         "",
         "```",
         *[f"{k}: {v}" for k, v in results["splits"].items()],

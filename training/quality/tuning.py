@@ -23,7 +23,7 @@ from training.runs import RunDir
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("primary", "banking77/r@1", "banking77/mrr@10", "mqp/f1", "mqp/roc_auc")
+COLUMNS = ("primary", "banking77/r@1", "banking77/mrr@10", "mqp/f1", "mqp/roc_auc", "medquad/r@1", "rqe/f1")
 
 
 def tune(
@@ -50,7 +50,9 @@ def tune(
                     "run.resume=false",
                 ],
             )
-            cut = (cfg.student.model, cfg.student.num_layers, cfg.student.max_seq_length, cfg.lora.top_layers)
+            # the caches hold the texts a run will draw, so a new data mix needs its own warm-up too
+            cut = (cfg.student.model, cfg.student.num_layers, cfg.student.max_seq_length, cfg.lora.top_layers,
+                   cfg.data.model_dump_json(), cfg.optim.steps, cfg.optim.batch_pairs, seed)
             if cut not in warmed:  # fill the shared prefix cache first: no variant pays it inside its budget
                 warm = cfg.model_copy(deep=True)
                 warm.run.output_dir, warm.run.stop_at_step, warm.optim.max_minutes = str(out) + "-warm", 1, None
@@ -82,6 +84,11 @@ def tune(
 NOTES = "<!-- hand-written below: kept when the table is re-rendered -->"
 
 
+def _cell(metrics: dict, column: str) -> str:
+    """A dev set the row's sources did not have shows as a dash, not as nan."""
+    return f"{metrics[column]:.3f}" if column in metrics else "–"
+
+
 def render(log: list[dict], path: Path) -> None:
     """Markdown table of every tried variant (one row per run, in run order). Settings shared by every row are
     listed once; each row shows its own. Text below the NOTES marker in an existing file is kept."""
@@ -99,14 +106,14 @@ def render(log: list[dict], path: Path) -> None:
         head,
         "|" + "---|" * (head.count("|") - 1),
     ]
-    if log:
-        t = log[-1]["teacher_dev"]
-        cells = " | ".join(f"{t.get(c, float('nan')):.3f}" for c in COLUMNS)
-        lines.append(f"| **fine-tuned teacher** | | | | | {cells} | |")
+    teacher = None
     for row in log:
+        if row["teacher_dev"] != teacher:  # a new shared teacher (other data): its row heads the runs it taught
+            teacher = row["teacher_dev"]
+            lines.append(f"| **fine-tuned teacher** | | | | | {' | '.join(_cell(teacher, c) for c in COLUMNS)} | |")
         s = row["schedule"]
         own = " ".join(o for o in row["overrides"] if o not in shared)
-        cells = " | ".join(f"{row['dev'].get(c, float('nan')):.3f}" for c in COLUMNS)
+        cells = " | ".join(_cell(row["dev"], c) for c in COLUMNS)
         lines.append(
             f"| {row['variant']} | `{own}` | {row['seed']} | {s['steps_run']} / {s['planned']} "
             f"| {row['train_texts_per_s']:.0f} | {cells} | {row['wall_s'] / 60:.1f} min |"

@@ -93,6 +93,15 @@ def test_rqe_train_holds_no_validation_text_and_no_trivial_pair(broad_dir):
     assert all(p.text_a != p.text_b for unit in data.train for p in unit)
 
 
+def test_rqe_dev_and_test_are_label_stratified_halves_of_validation(broad_dir):
+    data = medical_rqe(_cfg(broad_dir, max_eval_pairs=10_000), _embed)
+    (dev,), (test,) = data.dev, data.test
+    share = [sum(p.label for p in s.pairs) / len(s.pairs) for s in (dev, test)]
+    assert 0 < share[0] < 1 and abs(share[0] - share[1]) <= 1 / len(dev.pairs) + 1 / len(test.pairs)
+    assert abs(len(dev.pairs) - len(test.pairs)) <= 2
+    assert not {(p.text_a, p.text_b) for p in dev.pairs} & {(p.text_a, p.text_b) for p in test.pairs}
+
+
 def test_hdfc_split_by_question_without_leakage(broad_dir):
     data = bank_faq_hdfc(_cfg(broad_dir), _embed)
     assert data.train and data.dev[0].queries and data.test[0].queries
@@ -143,3 +152,19 @@ def test_mix_draws_sources_by_weight_deterministically(broad_dir):
 def test_mix_must_weigh_every_source(broad_dir, mix, message):
     with pytest.raises(ValueError, match=message):
         load_task_data(_cfg(broad_dir, sources=["medical_rqe", "stsbenchmark"], mix=mix), _embed)
+
+
+def test_anchors_per_source_caps_only_the_named_source(broad_dir):
+    full = load_task_data(_cfg(broad_dir, sources=["medical_rqe", "stsbenchmark"]), _embed)
+    capped = load_task_data(
+        _cfg(broad_dir, sources=["medical_rqe", "stsbenchmark"], anchors_per_source={"medical_rqe": 3}), _embed
+    )
+    assert Counter(capped.origin)["medical_rqe"] == 3 < Counter(full.origin)["medical_rqe"]
+    assert Counter(capped.origin)["stsbenchmark"] == Counter(full.origin)["stsbenchmark"]
+    assert [s.name for s in capped.dev] == [s.name for s in full.dev]  # the cap never moves an evaluation split
+
+
+@pytest.mark.parametrize(("caps", "message"), [({"banking77": 5}, "not used"), ({"medical_rqe": 0}, ">= 1")])
+def test_anchors_per_source_rejects_unknown_or_empty_caps(broad_dir, caps, message):
+    with pytest.raises(ValueError, match=message):
+        load_task_data(_cfg(broad_dir, sources=["medical_rqe"], anchors_per_source=caps), _embed)

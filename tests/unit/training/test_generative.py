@@ -64,6 +64,18 @@ def test_label_loss_trains_lora_b_and_skips_unlabelled_pairs(tiny_student_dir):
     assert after[0] > before[0] and after[1] < before[1]
 
 
+def test_label_loss_limit_takes_the_first_labelled_pairs(tiny_student_dir):
+    student = _student(tiny_student_dir)
+    student.eval()
+    first = match_probabilities(student, [(PAIRS[0].text_a, PAIRS[0].text_b)])[0]
+    with torch.no_grad():
+        limited = generative_loss(student, [Pair("a", "b", UNLABELLED), *PAIRS], "cpu", limit=1)
+    # BCE of the first labelled pair (label 1) alone: -log p(yes)
+    assert limited.item() == pytest.approx(-torch.log(torch.tensor(first)).item(), rel=1e-4)
+    with torch.no_grad():
+        assert generative_loss(student, PAIRS, "cpu", limit=None).item() != pytest.approx(limited.item())
+
+
 @pytest.fixture(scope="module")
 def exported_with_head(tiny_student_dir, tmp_path_factory):
     student = _student(tiny_student_dir, seed=5)
