@@ -38,6 +38,15 @@ def _entries(rs: RetrievalSet, sims: np.ndarray, k: int) -> list[list[int]]:
     return out
 
 
+def _sample(rs: RetrievalSet, n: int | None, seed: int) -> RetrievalSet:
+    """The set with a seeded random sample of n queries (all of them when n is None or larger)."""
+    if n is None or n >= len(rs.queries):
+        return rs
+    keep = sorted(np.random.default_rng(seed).choice(len(rs.queries), n, replace=False))
+    return RetrievalSet(rs.name, rs.corpus_texts, rs.corpus_labels, [rs.queries[i] for i in keep],
+                        [rs.query_labels[i] for i in keep])
+
+
 def evaluate(encoder, reranker, rs: RetrievalSet, k: int) -> dict[str, float]:
     def embed(texts: list[str]) -> np.ndarray:
         vecs = np.concatenate([encoder.encode(encoder.tokenize(texts[i : i + 64])) for i in range(0, len(texts), 64)])
@@ -77,7 +86,9 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--data-dir", default=DataConfig().data_dir)
-    parser.add_argument("--max-queries", type=int, default=None, help="first N queries per set (smoke runs)")
+    parser.add_argument("--max-queries", type=int, default=None,
+                        help="a seeded random sample of N queries per set (test files are ordered by label)")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     encoder = load_encoder(args.model, device="cpu", dtype="float32")
@@ -85,13 +96,13 @@ def main() -> None:
     if reranker is None:
         raise SystemExit(f"{args.model} has no match_head: export a student trained with loss.generative_weight > 0")
     tasks = build_tasks(DataConfig(data_dir=args.data_dir), TaskLimits(), ["banking77", "medquad"])
-    sets = [RetrievalSet(rs.name, rs.corpus_texts, rs.corpus_labels, rs.queries[: args.max_queries],
-                         rs.query_labels[: args.max_queries]) for rs in tasks.test if isinstance(rs, RetrievalSet)]
+    sets = [_sample(rs, args.max_queries, args.seed) for rs in tasks.test if isinstance(rs, RetrievalSet)]
     quality = {rs.name: evaluate(encoder, reranker, rs, args.top_k) for rs in sets}
     faq = sets[0]
     candidates = faq.corpus_texts[: args.top_k]
     timing = [latency(reranker, faq.queries[0], candidates, args.requests, c) for c in (1, 32)]
-    report = {"model": args.model, "top_k": args.top_k, "quality": quality, "rerank_latency": timing}
+    report = {"model": args.model, "top_k": args.top_k, "max_queries": args.max_queries, "seed": args.seed,
+              "quality": quality, "rerank_latency": timing}
     print("| set | queries | R@1 embedding | R@1 + rerank | top-k ceiling |")
     print("|---|---|---|---|---|")
     for name, q in quality.items():

@@ -186,7 +186,8 @@ class ServiceSettings(BaseSettings):
     dtype: Literal["auto", "float32", "float16", "bfloat16", "int8"] = Field(
         "auto",
         description="auto on CPU: a start-up calibration times float32 and bfloat16 (and float16 on AVX512-FP16 "
-        "CPUs) and keeps the fastest that reproduces the model's probe vectors (cosine >= 0.999); shown in "
+        "CPUs) and keeps the fastest that reproduces the model's probe vectors (cosine >= 0.999 in float32, "
+        ">= 0.99 in bfloat16); shown in "
         "/v1/info. auto on CUDA: float16, then bfloat16, then float32. int8 (CPU, opt-in): int8 joins the "
         "calibration and is served only if it is the fastest and keeps cosine >= 0.99. An explicit float dtype is "
         "used as given (no fallback).",

@@ -15,9 +15,12 @@ from service.errors import ConfigError
 DTYPES = ("float32", "float16", "bfloat16", "int8")
 # Preference when timings are within the noise margin: the most exact arithmetic, then the fewest threads.
 _EXACTNESS = {"float32": 0, "bfloat16": 1, "float16": 2, "int8": 3}
-# Float variants must reproduce the reference vectors (flipmatch.json probes or the fp32 forward) at the
-# artifact's parity bar; int8 is held to the accuracy bar of issue 14 (cosine >= 0.99).
-PARITY_MIN_COSINE = {"float32": 0.999, "bfloat16": 0.999, "float16": 0.999, "int8": 0.99}
+# float32 must reproduce the reference vectors (flipmatch.json probes or the fp32 forward) at the artifact's
+# parity bar: below it the load itself is wrong. Reduced precisions are held to one accuracy bar, issue 14's
+# cosine >= 0.99: measured on the default model (bench/results/precision.json), bf16 at probe cosine 0.9987
+# moves Banking77 test R@1 by -0.0007 and int8 by -0.0026, so a 0.999 bar for bf16 only rejected the more
+# accurate of the two.
+PARITY_MIN_COSINE = {"float32": 0.999, "bfloat16": 0.99, "float16": 0.99, "int8": 0.99}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 The only service module that imports torch/transformers. It runs the stock sentence-transformers pipeline
 (Transformer -> Pooling(mean|cls|lasttoken) -> optional Dense -> optional Normalize) itself, without the
 `SentenceTransformer.encode` overhead, and proves on load that it computes the same vectors: the flipmatch.json
-probes must reach cosine >= 0.999 (tests also compare against `SentenceTransformer.encode`).
+probes must reach cosine >= 0.999 in float32, >= 0.99 in a reduced precision (device.PARITY_MIN_COSINE;
+tests also compare against `SentenceTransformer.encode`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,21 @@ from transformers import AutoModel, AutoTokenizer
 
 from service.engine.artifact import ArtifactSpec, DenseSpec, read_artifact, resolve_model_path
 from service.engine.autotune import CALIBRATION_TEXTS, measure
-from service.engine.device import Choice, Placement, choose, cpu_candidates, cpu_flags, cpu_has_fast_bf16, select
+from service.engine.device import (
+    PARITY_MIN_COSINE,
+    Choice,
+    Placement,
+    choose,
+    cpu_candidates,
+    cpu_flags,
+    cpu_has_fast_bf16,
+    select,
+)
 from service.engine.engine import CalibrationRow, EncoderInfo, TokenizedText
 from service.errors import ArtifactError, ConfigError
 
 logger = logging.getLogger(__name__)
 
-PARITY_MIN_COSINE = 0.999
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                  "int8": torch.float32}  # int8: loaded in float32, then quantized (engine/quantize.py)
 
@@ -216,7 +225,7 @@ def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", 
         encoder = Encoder(spec, placement, candidate)
         cosines = encoder.probe_cosines()
         worst = float(cosines.min()) if cosines.size else 1.0
-        if worst >= PARITY_MIN_COSINE:
+        if worst >= PARITY_MIN_COSINE[candidate]:
             logger.info("encoder loaded model=%s device=%s dtype=%s dim=%d max_len=%d probes=%d min_cosine=%.5f "
                         "(%s)", spec.name, placement.device, candidate, encoder.dimension, encoder.max_seq_length,
                         cosines.size, worst, placement.reason)
@@ -229,7 +238,7 @@ def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", 
 def _parity_error(root: Path, failures: list[str]) -> ArtifactError:
     return ArtifactError(
         f"{root}: re-encoded flipmatch.json probes do not match the exported vectors (need cosine >= "
-        f"{PARITY_MIN_COSINE}, 0.99 for int8; {'; '.join(failures)}). The artifact and this loader disagree: "
+        f"0.999 in float32, 0.99 in bf16, fp16 or int8; {'; '.join(failures)}). The artifact and this loader disagree: "
         "re-export it, or check FLIPMATCH_DTYPE."
     )
 

@@ -22,6 +22,7 @@ from service.errors import ArtifactError
 
 logger = logging.getLogger(__name__)
 
+MIN_SHARED_TOKENS = 4  # below this, one plain pass is as cheap as a cached prefix plus a second pass
 PARITY_MAX_DIFF = 0.02  # probability difference allowed against the exporter's fp32 probes (bf16 serving drifts)
 
 
@@ -72,20 +73,42 @@ class MatchReranker:
 
     @torch.inference_mode()
     def probabilities(self, query: str, candidates: Sequence[str]) -> np.ndarray:
-        """(len(candidates),) float32 in [0, 1]: the head's probability that each candidate matches the query."""
+        """(len(candidates),) float32 in [0, 1]: the head's probability that each candidate matches the query.
+
+        Every prompt starts with the same instruction and query, so that shared run of tokens goes through the
+        model once and the candidates continue from its key/value cache (on short FAQ texts most of a prompt's
+        tokens are shared). The split is taken on token ids, so each prompt's tokens are exactly the full
+        prompt's: the result equals the one-pass reading to float rounding (test_reranker.py).
+        """
         if not candidates:
             return np.zeros(0, np.float32)
         cut_query = self._cut(query)
         prompts = [self.spec.prompt.format(query=cut_query, candidate=self._cut(c)) for c in candidates]
-        batch = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.spec.max_tokens,
-                               return_tensors="pt", verbose=False)
-        mask = batch["attention_mask"].to(self.device)
-        hidden = self.model(input_ids=batch["input_ids"].to(self.device), attention_mask=mask).last_hidden_state
-        width = mask.shape[1]
-        last = width - 1 - mask.flip(1).int().argmax(dim=1)  # the last real token, whatever the padding side
-        states = hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()  # (N, H)
+        ids = self.tokenizer(prompts, truncation=True, max_length=self.spec.max_tokens, verbose=False)["input_ids"]
+        shared = _shared_prefix_length(ids)
+        states = self._last_states(ids, shared) if shared >= MIN_SHARED_TOKENS else self._last_states(ids, 0)
         logits = states @ self.weight.T  # (N, 2): yes, no
         return torch.softmax(logits, dim=-1)[:, 0].cpu().numpy().astype(np.float32)
+
+    def _last_states(self, ids: list[list[int]], shared: int) -> torch.Tensor:
+        """(N, H) float32: the final hidden state at each prompt's last token; the first `shared` tokens (common
+        to every prompt) run once, batch 1, and the rest continue from their cache."""
+        past, positions = None, None
+        if shared:
+            prefix = torch.tensor([ids[0][:shared]], device=self.device)
+            past = self.model(input_ids=prefix, use_cache=True).past_key_values
+            past.batch_repeat_interleave(len(ids))
+        rests = [row[shared:] for row in ids]
+        width = max(len(r) for r in rests)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rests], device=self.device)
+        mask = torch.tensor([[1] * (shared + len(r)) + [0] * (width - len(r)) for r in rests], device=self.device)
+        if shared:  # right padding: each continuation's positions follow the shared run
+            positions = torch.arange(shared, shared + width, device=self.device).expand(len(ids), -1)
+        hidden = self.model(input_ids=input_ids, attention_mask=mask, past_key_values=past, position_ids=positions,
+                            use_cache=shared > 0).last_hidden_state
+        last = torch.tensor([len(r) - 1 for r in rests], device=self.device)
+        return hidden[torch.arange(len(ids), device=self.device), last].float()
 
     def probe_difference(self) -> float:
         """Largest |probability - exporter's probability| over the flipmatch.json probes (0 with none)."""
@@ -93,6 +116,17 @@ class MatchReranker:
         for query, candidate, expected in self.spec.probes:
             worst = max(worst, abs(float(self.probabilities(query, [candidate])[0]) - expected))
         return worst
+
+
+def _shared_prefix_length(ids: Sequence[Sequence[int]]) -> int:
+    """Tokens every row starts with, leaving each row at least one token of its own (the readout position)."""
+    limit = min(len(row) for row in ids) - 1
+    if len(ids) < 2:
+        return 0  # one prompt: nothing to share
+    shared = 0
+    while shared < limit and all(row[shared] == ids[0][shared] for row in ids):
+        shared += 1
+    return shared
 
 
 def load_reranker(encoder: Any) -> MatchReranker | None:

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.corpus.rerank import rerank
 from service.engine.encoder import load_encoder
-from service.engine.reranker import load_reranker, read_match_head
+from service.engine.reranker import MIN_SHARED_TOKENS, _shared_prefix_length, load_reranker, read_match_head
 from tests.fixtures.tiny_models import perturb_block_lora
 from training.config import LoraSection, StudentConfig
 from training.export import export_student
@@ -52,6 +52,25 @@ def test_service_reproduces_the_exported_probabilities(headed):
     served = reranker.probabilities(query, candidates)
     expected = match_probabilities(student, [(query, c) for c in candidates])
     assert served.tolist() == pytest.approx(expected, abs=1e-4)
+
+
+def test_shared_prefix_pass_equals_one_pass_per_prompt(headed):
+    _, out = headed
+    reranker = load_reranker(load_encoder(str(out), device="cpu", dtype="float32"))
+    prompts = [reranker.spec.prompt.format(query="my card has not come", candidate=c)
+               for c in ["Where is my new card?", "How do I close my account?", "fee"]]
+    ids = reranker.tokenizer(prompts, truncation=True, max_length=reranker.spec.max_tokens)["input_ids"]
+    shared = _shared_prefix_length(ids)
+    assert shared >= MIN_SHARED_TOKENS  # the cached path is the one taken
+    cached, plain = reranker._last_states(ids, shared), reranker._last_states(ids, 0)
+    assert torch.allclose(cached, plain, atol=1e-4)
+
+
+def test_shared_prefix_leaves_every_row_a_token_of_its_own():
+    assert _shared_prefix_length([[1, 2, 3, 4], [1, 2, 9]]) == 2
+    assert _shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
+    assert _shared_prefix_length([[1, 2, 3]]) == 0
+    assert _shared_prefix_length([[5, 2], [1, 2]]) == 0
 
 
 def test_an_artifact_without_a_head_has_no_reranker(tiny_artifact):

@@ -10,7 +10,9 @@ class CalibrationCandidate(BaseModel):
     threads: int
     ms: list[float] = Field(description="Median ms per forward pass of each probe batch (1 text, 8 texts).")
     min_cosine: float = Field(description="Worst cosine to the reference vectors (flipmatch.json probes).")
-    passed: bool = Field(description="Parity held (cosine >= 0.999; 0.99 for int8); only these can be chosen.")
+    passed: bool = Field(
+        description="Parity held (cosine >= 0.999 in float32; 0.99 in bf16, fp16 or int8); only these can be chosen."
+    )
 
 
 class ComputeChoice(BaseModel):
