@@ -66,7 +66,7 @@ BENCH_DATA ?= ../shared/data
 BENCH_OUT ?= bench/results
 INFINITY_VENV ?= $(HOME)/.cache/flipmatch/infinity-venv
 # FlipMatch runs its defaults (BENCH_FLIPMATCH_ENV adds KEY=VALUE settings; the start-up calibration picks dtype
-# and threads); the old flag-based choice runs interleaved beside it as a variant.
+# and threads); the old flag-based choice and the int8 opt-in run interleaved beside it as variants.
 BENCH_FLIPMATCH_ENV ?=
 BENCH_ROUNDS ?= 5
 bench-serve: setup
@@ -75,7 +75,9 @@ bench-serve: setup
 	$(BIN)/python -m bench.faiss_bench --out $(BENCH_OUT)
 	$(BIN)/python -m bench.serve_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT) \
 		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV) --rounds $(BENCH_ROUNDS) \
-		--flipmatch-variant "flag-based choice:FLIPMATCH_DTYPE=bfloat16,FLIPMATCH_CPU_THREADS=1"
+		--flipmatch-variant "flag-based choice:FLIPMATCH_DTYPE=bfloat16,FLIPMATCH_CPU_THREADS=1" \
+		--flipmatch-variant "int8 opted in:FLIPMATCH_DTYPE=int8"
+	$(BIN)/python -m bench.precision_quality --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)/precision.json
 
 ## Training throughput (issue 11): round-one loop vs today's default, interleaved rounds, into bench/results/train.json.
 bench-train: setup

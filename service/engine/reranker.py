@@ -8,6 +8,7 @@ that imports torch; it reuses the Encoder's model and tokenizer, so the rerank c
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Sequence
@@ -65,6 +66,8 @@ class MatchReranker:
         if weight.ndim != 2 or weight.shape[0] != 2:
             raise ArtifactError(f"{spec.path}: the match head must be a (2, hidden) matrix, got {tuple(weight.shape)}")
         self.weight = weight.to(device=device, dtype=torch.float32)
+        # transformers >= 5.24 names the cache argument `cache` (`past_key_values` is deprecated there)
+        self._cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def _cut(self, text: str) -> str:
         ids = self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=self.spec.part_tokens,
@@ -93,11 +96,12 @@ class MatchReranker:
     def _last_states(self, ids: list[list[int]], shared: int) -> torch.Tensor:
         """(N, H) float32: the final hidden state at each prompt's last token; the first `shared` tokens (common
         to every prompt) run once, batch 1, and the rest continue from their cache."""
-        past, positions = None, None
+        past, positions = {}, None
         if shared:
             prefix = torch.tensor([ids[0][:shared]], device=self.device)
-            past = self.model(input_ids=prefix, use_cache=True).past_key_values
-            past.batch_repeat_interleave(len(ids))
+            cache = self.model(input_ids=prefix, use_cache=True).past_key_values
+            cache.batch_repeat_interleave(len(ids))
+            past = {self._cache_argument: cache}
         rests = [row[shared:] for row in ids]
         width = max(len(r) for r in rests)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -105,8 +109,8 @@ class MatchReranker:
         mask = torch.tensor([[1] * (shared + len(r)) + [0] * (width - len(r)) for r in rests], device=self.device)
         if shared:  # right padding: each continuation's positions follow the shared run
             positions = torch.arange(shared, shared + width, device=self.device).expand(len(ids), -1)
-        hidden = self.model(input_ids=input_ids, attention_mask=mask, past_key_values=past, position_ids=positions,
-                            use_cache=shared > 0).last_hidden_state
+        hidden = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=shared > 0,
+                            **past).last_hidden_state
         last = torch.tensor([len(r) - 1 for r in rests], device=self.device)
         return hidden[torch.arange(len(ids), device=self.device), last].float()
 
