@@ -86,12 +86,13 @@ def main() -> None:
             metrics = evaluate_split(embedder.encoder(cut, pooling), data.dev, data.test, "dev")
             rows.append({"model": args.model, "blocks": cut, "pooling": pooling, **metrics})
             logging.info("%s", rows[-1])
-    print("| blocks kept | pooling | Banking77 R@1 | MQP F1 | MQP ROC-AUC |")
-    print("|---|---|---|---|---|")
+    print("| blocks kept | pooling | Banking77 R@1 | MQP F1 | MQP ROC-AUC | MedQuAD q->a R@1 | RQE F1 |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['blocks']} | {'last token' if row['pooling'] == 'lasttoken' else 'mean'} | "
               f"{row.get('banking77/r@1', float('nan')):.3f} | {row.get('mqp/f1', float('nan')):.3f} | "
-              f"{row.get('mqp/roc_auc', float('nan')):.3f} |")
+              f"{row.get('mqp/roc_auc', float('nan')):.3f} | {row.get('medquad/r@1', float('nan')):.3f} | "
+              f"{row.get('rqe/f1', float('nan')):.3f} |")
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(rows, fh, indent=2)
