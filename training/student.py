@@ -31,7 +31,8 @@ READOUT_MODULE = "lm_head"
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     """Plain-text tokenizer that appends EOS itself, so every tool that tokenizes plain text sees it.
 
-    sentence-transformers renders text through a chat template when one exists: we remove it.
+    sentence-transformers renders text through a chat template when one exists: we remove it. A BOS the
+    tokenizer prepends stays first.
     """
     tokenizer.chat_template = None
     eos, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
@@ -40,7 +41,12 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ValueError("the student needs a fast (tokenizers) tokenizer to append EOS in a post-processor")
-    bos = tokenizer.bos_token if getattr(tokenizer, "add_bos_token", False) else None
+    # Keep BOS where the tokenizer adds it (Gemma is trained with it first): its post-processor adds it without
+    # setting `add_bos_token` (transformers 5), so ask the tokenizer itself, before the post-processor changes.
+    adds_bos = getattr(tokenizer, "add_bos_token", False) or tokenizer("check")["input_ids"][:1] == [
+        tokenizer.bos_token_id
+    ]
+    bos = tokenizer.bos_token if adds_bos and tokenizer.bos_token_id is not None else None
     prefix = f"{bos} " if bos else ""
     special = [(eos, eos_id)] + ([(bos, tokenizer.bos_token_id)] if bos else [])
     backend.post_processor = TemplateProcessing(
