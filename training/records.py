@@ -19,7 +19,7 @@ PRESETS = (
     ("default_run", "`default` (`make distill`)"),
     ("long_run", "`long` (`make distill-long`)"),
     ("rerank_run", "`default` + match head (`make distill-rerank`)"),
-    ("gemma_run", "`default` with Gemma-3-270M @ 9 blocks (`make distill-gemma`)"),
+    ("gemma_run", "`default` with `student.model=packaged:gemma3-270m`, 9 blocks (`make distill-gemma`)"),
 )
 START, END = "<!-- presets:start -->", "<!-- presets:end -->"
 
@@ -61,6 +61,13 @@ def save_record(key: str, record: dict, results: Path = RESULTS, readme: Path = 
         readme.write_text(render_presets(readme.read_text(), data))
 
 
+def _student_of(record: dict) -> str:
+    """The student a record was trained with, from its own config: `model @ blocks kept`."""
+    student = record.get("config", {}).get("student", {})
+    name = str(student.get("model", "?")).removeprefix("packaged:")
+    return f"{name} @ {student['num_layers']}" if student.get("num_layers") else name
+
+
 def preset_table(data: dict) -> str:
     lines = [
         "| preset | test | teacher | student | wall (2 cores) | steps run / planned (configured) "
@@ -83,7 +90,8 @@ def preset_table(data: dict) -> str:
                 if i == 0
                 else "| | | |"
             )
-            lines.append(f"| {name if i == 0 else ''} | {label} | {teacher:.3f} | {student:.3f} {tail}")
+            first = f"{name}<br>student: {_student_of(rec)}" if i == 0 else ""
+            lines.append(f"| {first} | {label} | {teacher:.3f} | {student:.3f} {tail}")
     cpus = sorted({data[k]["cpu"] for k, _ in PRESETS if data.get(k)})
     lines.append("")
     lines.append(f"Measured on: {', '.join(cpus) or 'n/a'}; dev thresholds applied unchanged to test.")

