@@ -14,7 +14,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from service.engine.artifact import ArtifactSpec, DenseSpec, read_artifact, reso
 from service.engine.autotune import CALIBRATION_TEXTS, measure
 from service.engine.device import (
     PARITY_MIN_COSINE,
+    Candidate,
     Choice,
     Placement,
     choose,
@@ -35,6 +36,7 @@ from service.engine.device import (
     select,
 )
 from service.engine.engine import CalibrationRow, EncoderInfo, TokenizedText
+from service.engine.reranker import PARITY_MAX_DIFF, MatchReranker, read_match_head
 from service.errors import ArtifactError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -225,14 +227,40 @@ def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", 
         encoder = Encoder(spec, placement, candidate)
         cosines = encoder.probe_cosines()
         worst = float(cosines.min()) if cosines.size else 1.0
-        if worst >= PARITY_MIN_COSINE[candidate]:
+        head = head_probe_difference(root, encoder) if worst >= PARITY_MIN_COSINE[candidate] else 0.0
+        if worst >= PARITY_MIN_COSINE[candidate] and (candidate == "float32" or head <= PARITY_MAX_DIFF):
             logger.info("encoder loaded model=%s device=%s dtype=%s dim=%d max_len=%d probes=%d min_cosine=%.5f "
                         "(%s)", spec.name, placement.device, candidate, encoder.dimension, encoder.max_seq_length,
                         cosines.size, worst, placement.reason)
             return encoder
-        failures.append(f"{candidate}: min cosine {worst:.5f}")
+        failures.append(f"{candidate}: min cosine {worst:.5f}, match head difference {head:.4f}")
         logger.warning("probe parity failed dtype=%s min_cosine=%.5f", candidate, worst)
     raise _parity_error(root, failures)
+
+
+def head_probe_difference(root: Path, encoder: Encoder) -> float:
+    """The artifact's match head through `encoder`'s model: its largest probe probability difference (0 with no
+    head). The reranker reuses the encoder's weights, so the dtype that serves embeddings also serves the head."""
+    spec = read_match_head(root)
+    if spec is None:
+        return 0.0
+    return MatchReranker(encoder.model, encoder.tokenizer, spec, encoder.device).probe_difference()
+
+
+def keep_head_parity(candidates: list[Candidate], difference: Callable[[str], float]) -> list[Candidate]:
+    """Drop the reduced-precision candidates whose dtype moves the match head's probabilities past the reranker's
+    bar (bf16 moved the rerank preset's by 0.049 while its embeddings held cosine 0.9987); float32 always stays."""
+    verdict: dict[str, float] = {}
+    kept = []
+    for candidate in candidates:
+        if candidate.dtype != "float32" and candidate.dtype not in verdict:
+            verdict[candidate.dtype] = difference(candidate.dtype)
+            if verdict[candidate.dtype] > PARITY_MAX_DIFF:
+                logger.warning("calibration drops dtype=%s: the match head's probabilities move by %.4f (limit %s)",
+                               candidate.dtype, verdict[candidate.dtype], PARITY_MAX_DIFF)
+        if candidate.dtype == "float32" or verdict[candidate.dtype] <= PARITY_MAX_DIFF:
+            kept.append(candidate)
+    return kept
 
 
 def _parity_error(root: Path, failures: list[str]) -> ArtifactError:
@@ -270,6 +298,8 @@ def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: f
     texts = first.tokenize(CALIBRATION_TEXTS)
     timed = [texts[:1], texts[:8]]  # a lone question (latency) and a typical concurrent batch (throughput)
     candidates = cpu_candidates(dtype=dtype, threads=threads, cores=os.cpu_count() or 1, cpu_flags=flags)
+    if dtype in ("auto", "int8"):  # measured dtypes: a match head, if any, must hold its own parity too
+        candidates = keep_head_parity(candidates, lambda d: head_probe_difference(spec.root, build(d)))
     measurements, _ = measure(candidates, build=build, set_threads=set_threads, timed_batches=timed,
                               parity_batch=first.tokenize(parity_texts), reference=reference, rounds=rounds)
     try:

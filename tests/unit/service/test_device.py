@@ -178,3 +178,21 @@ def test_reduced_precision_is_held_to_the_accuracy_bar_and_float32_to_the_parity
     assert not timing("float32", 1, 18, 140, cosine=0.9987).passes
     choice = select([timing("float32", 1, 30, 300), timing("bfloat16", 1, 18, 140, cosine=0.9987)])
     assert choice.candidate == Candidate("bfloat16", 1)
+
+
+def test_calibration_drops_a_dtype_that_moves_the_match_head():
+    """bf16 held the rerank preset's embeddings (cosine 0.9987) but moved its match head by 0.049 (> 0.02):
+    the reranker shares the encoder's weights, so bf16 must leave the candidates; float32 is never dropped."""
+    from service.engine.encoder import keep_head_parity
+
+    asked: list[str] = []
+
+    def difference(dtype: str) -> float:
+        asked.append(dtype)
+        return {"bfloat16": 0.049, "int8": 0.01}[dtype]
+
+    candidates = [Candidate("float32", 1), Candidate("float32", 2), Candidate("bfloat16", 1),
+                  Candidate("bfloat16", 2), Candidate("int8", 1)]
+    kept = keep_head_parity(candidates, difference)
+    assert kept == [Candidate("float32", 1), Candidate("float32", 2), Candidate("int8", 1)]
+    assert asked == ["bfloat16", "int8"]  # once per dtype, never for float32
