@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--student", action="append", required=True, help="<model>:<blocks kept>, repeatable")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16 (what fast-bf16 CPUs serve)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=24, help="timed calls per batch size per round")
     parser.add_argument("--out", help="also write the results as JSON here")
@@ -66,7 +67,7 @@ def main() -> None:
         encoders = {}
         for spec in args.student:
             path = export_choice(spec, Path(tmp))
-            encoders[spec] = load_encoder(str(path), device="cpu", dtype="float32", cpu_threads=args.threads)
+            encoders[spec] = load_encoder(str(path), device="cpu", dtype=args.dtype, cpu_threads=args.threads)
             torch.set_num_threads(args.threads)
         samples: dict[str, dict[int, list[float]]] = {s: {1: [], 32: []} for s in encoders}
         for round_ in range(args.rounds):
@@ -76,7 +77,7 @@ def main() -> None:
                     encoder.encode(encoder.tokenize(shuffled[:batch]))  # warm-up
                     samples[spec][batch].append(ms_per_query(encoder, shuffled, batch, args.calls))
                 logger.info("round %d %s: %s", round_ + 1, spec, {b: v[-1] for b, v in samples[spec].items()})
-    rows = [{"student": spec, "threads": args.threads, "dtype": "float32",
+    rows = [{"student": spec, "threads": args.threads, "dtype": args.dtype,
              "ms_per_query_batch1": float(np.median(s[1])), "ms_per_query_batch32": float(np.median(s[32])),
              "rounds": args.rounds} for spec, s in samples.items()]
     base = rows[0]
