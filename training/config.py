@@ -118,6 +118,13 @@ class LossConfig(_Section):
     teacher_temperature: float = Field(0.05, description="tau_t of the teacher row softmax in L_dist.")
     student_temperature: float = Field(0.05, description="tau_s of the student row softmax in L_dist.")
     contrastive_weight: float = Field(1.0, description="lambda_mcl (or the ArcCSE/KDMCSE weight).")
+    pair_rank_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of L_rank (CoSENT over the batch's gold pairs): every kept positive pair above every "
+        "kept negative pair, across anchors, so one threshold fits all pairs (MQP, RQE). 0 disables it.",
+    )
+    pair_rank_scale: float = Field(20.0, gt=0, description="CoSENT scale of L_rank (sentence-transformers' 20).")
     margin: float = Field(0.06, description="m_c: inter-class angular margin (radians).")
     filter: bool = Field(True, description="Dual-threshold filter on/off.")
     filter_scope: Literal["labelled", "all"] = Field(

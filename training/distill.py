@@ -101,17 +101,25 @@ def prepare_teacher(
 
 
 def forward_backward(
-    student: StudentEncoder, scorer: TeacherScorer, loss_fn: FlipLoss, pairs: list, device: str, bf16: bool
+    student: StudentEncoder,
+    scorer: TeacherScorer,
+    loss_fn: FlipLoss,
+    pairs: list,
+    device: str,
+    bf16: bool,
+    sources: list[int] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One step's signal: teacher (B, B) similarities, student (B, B) similarities, losses, backward."""
+    """One step's signal: teacher (B, B) similarities, student (B, B) similarities, losses, backward.
+    sources: each pair's source index (L_rank orders pairs within a source only); None: one source."""
     texts_a, texts_b = [p.text_a for p in pairs], [p.text_b for p in pairs]
     labels = label_matrix(pairs).to(device)  # (B, B)
+    groups = None if sources is None else torch.tensor(sources, device=device)
     sim_teacher = scorer.similarity(texts_a, texts_b).to(device)  # (B, B), no grad
     with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
         emb = _embed_batch(student, texts_a + texts_b, device)  # (2B, r)
     emb = nn.functional.normalize(emb.float(), dim=-1)
     sim_student = emb[: len(pairs)] @ emb[len(pairs) :].T  # (B, B)
-    parts = loss_fn(sim_student, sim_teacher, labels)
+    parts = loss_fn(sim_student, sim_teacher, labels, groups)
     if loss_fn.cfg.generative_weight > 0:  # the decoder reading: yes/no through the LM head (its LoRA B)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             gen = generative_loss(student, pairs, device, loss_fn.cfg.generative_pairs)
@@ -209,6 +217,8 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     loss_fn = FlipLoss(cfg.loss)
     order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed
     sampler = make_sampler(data, cfg.data, cfg.optim.batch_pairs, order_seed, rank, world)
+    source_index = {name: i for i, name in enumerate(dict.fromkeys(data.origin))}
+    source_of = {pair: source_index[name] for unit, name in zip(data.train, data.origin) for pair in unit}
     step, best = 0, float("-inf")
     if cfg.run.resume and run.checkpoint.exists():
         step, best, extra = run.load_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler)
@@ -249,7 +259,8 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     while step < plan.planned:
         step_started = time.perf_counter()
         pairs = sampler.batch(step)
-        parts = forward_backward(student, scorer, loss_fn, pairs, device, bf16)
+        sources = [source_of.get(p, -1) for p in pairs] if source_of else None
+        parts = forward_backward(student, scorer, loss_fn, pairs, device, bf16, sources)
         _sync_gradients(params, world)
         torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         optimizer.step()

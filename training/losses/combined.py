@@ -1,4 +1,5 @@
-"""Total loss L = w_sup * L_sup + lambda_dist * L_dist + lambda_mcl * L_MCL, after the dual-threshold filter.
+"""Total loss L = w_sup * L_sup + lambda_dist * L_dist + lambda_mcl * L_MCL (+ w_rank * L_rank), after the
+dual-threshold filter.
 Returns named parts so the loop logs each one."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from training.losses.baselines import AdaptiveMarginDistillLoss, ArcContrastiveL
 from training.losses.distill import SimilarityDistillationLoss
 from training.losses.filter import drop_rate, dual_threshold_keep
 from training.losses.margin import MarginContrastiveLoss
+from training.losses.pair_rank import PairRankingLoss
 from training.losses.supervised import SupervisedContrastiveLoss
 
 
@@ -31,13 +33,19 @@ class FlipLoss(nn.Module):
         self.supervised = SupervisedContrastiveLoss(cfg.sup_temperature)
         self.distill = SimilarityDistillationLoss(cfg.teacher_temperature, cfg.student_temperature)
         self.contrastive = contrastive_loss(cfg)
+        self.pair_rank = PairRankingLoss(cfg.pair_rank_scale)
         midpoint = (cfg.filter_pos_threshold + cfg.filter_neg_threshold) / 2
         self.pseudo_threshold = midpoint if cfg.pseudo_threshold is None else cfg.pseudo_threshold
 
     def forward(
-        self, sim_student: torch.Tensor, sim_teacher: torch.Tensor, labels: torch.Tensor
+        self,
+        sim_student: torch.Tensor,
+        sim_teacher: torch.Tensor,
+        labels: torch.Tensor,
+        groups: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """sim_student, sim_teacher, labels: (B, B). Returns {'total', 'sup', 'dist', 'mcl', 'drop_pos', ...}."""
+        """sim_student, sim_teacher, labels: (B, B); groups: (B,) source of each pair, for L_rank (None: one).
+        Returns {'total', 'sup', 'dist', 'mcl', 'drop_pos', ...}."""
         cfg = self.cfg
         sim_teacher = sim_teacher.to(sim_student.dtype)
         eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
@@ -64,6 +72,9 @@ class FlipLoss(nn.Module):
         if self.contrastive is not None and cfg.contrastive_weight > 0:
             parts[cfg.contrastive] = self.contrastive(sim_student, sim_teacher, labels, keep)
             total = total + cfg.contrastive_weight * parts[cfg.contrastive]
+        if cfg.pair_rank_weight > 0:
+            parts["rank"] = self.pair_rank(sim_student, labels, keep & gold, groups)
+            total = total + cfg.pair_rank_weight * parts["rank"]
         parts["total"] = total
         for key, value in drop_rate(keep[scope], labels[scope]).items():
             parts[key] = torch.tensor(value)
