@@ -75,18 +75,18 @@ def measure(
         set_threads(candidate.threads)
         for batch in timed_batches:
             encoders[candidate.dtype].encode(batch)
-    started = clock()
+    timing_started = clock()
     for round_ in range(rounds):
-        if round_ and clock() - started > budget_s:
+        if round_ and clock() - timing_started > budget_s:
             logger.warning("calibration stopped after %d of %d rounds (timing budget %.1f s used)", round_, rounds,
                            budget_s)
             break
         for candidate in timed:
             set_threads(candidate.threads)
             for i, batch in enumerate(timed_batches):
-                started = clock()
+                batch_started = clock()
                 encoders[candidate.dtype].encode(batch)
-                samples[candidate][i].append(clock() - started)
+                samples[candidate][i].append(clock() - batch_started)
     measurements = []
     for candidate in candidates:
         if candidate in samples:

@@ -75,3 +75,10 @@ def test_a_slow_machine_stops_after_the_budget_with_at_least_one_round():
     measurements, _, log = run(candidates, budget_s=0.0)
     assert len(log) == 4 + 4  # warm-up, then one round only
     assert all(m.passes and all(s > 0 for s in m.seconds) for m in measurements)
+
+
+def test_the_budget_counts_every_round_not_just_the_last_batch():
+    # One round of these two candidates costs 0.219 fake seconds: a 0.3 s budget allows a second round, not a third.
+    candidates = [Candidate("float32", 1), Candidate("int8", 1)]
+    measurements, _, log = run(candidates, budget_s=0.3)
+    assert len(log) == 4 + 2 * 4  # warm-up, then two rounds

@@ -35,8 +35,15 @@ def _student(path, pooling="mean", **student):
     return model
 
 
-def test_gemma_tokenizer_keeps_bos_and_appends_eos(tiny_gemma_dir):
-    student = _student(tiny_gemma_dir)
+@pytest.fixture(scope="module")
+def gemma_students(tiny_gemma_dir):
+    """One student per pooling on the 4-block model, shared by the tests below (each load reads the 262k-token
+    tokenizer, ~3 s). A test that changes one (padding side, prefix cache, gradients) puts it back."""
+    return {pooling: _student(tiny_gemma_dir, pooling) for pooling in ("mean", "lasttoken")}
+
+
+def test_gemma_tokenizer_keeps_bos_and_appends_eos(gemma_students):
+    student = gemma_students["mean"]
     tok = student.tokenizer
     ids = tok(TEXTS[:2], padding=True)["input_ids"]
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<bos>", "<eos>", "<pad>")
@@ -52,27 +59,31 @@ def test_truncation_keeps_the_attention_pattern(tiny_gemma_dir):
     assert [layer.self_attn.is_sliding for layer in student.backbone.layers] == [True, False, True]
 
 
-def test_sliding_window_changes_the_embedding(tiny_gemma_dir, tmp_path):
+def test_sliding_window_changes_the_embedding(gemma_students, tmp_path):
     """The window is live on these texts: the same weights with a window wider than the texts embed differently,
     so the prefix-cache check below exercises Gemma's sliding masks."""
     wide = build_tiny_gemma(tmp_path / "wide", sliding_window=256)
-    narrow_vecs, wide_vecs = _student(tiny_gemma_dir).encode(TEXTS), _student(wide).encode(TEXTS)
+    narrow_vecs, wide_vecs = gemma_students["mean"].encode(TEXTS), _student(wide).encode(TEXTS)
     assert (narrow_vecs * wide_vecs).sum(axis=1).min() < 0.9999
 
 
 @pytest.mark.parametrize("pooling", ["mean", "lasttoken"])
-def test_cached_prefix_matches_full_forward_and_gradients(tiny_gemma_dir, pooling):
-    student = _student(tiny_gemma_dir, pooling)
+def test_cached_prefix_matches_full_forward_and_gradients(gemma_students, pooling):
+    student = gemma_students[pooling]
     reference = student(**student.tokenize(TEXTS, "cpu"))
     reference.pow(2).sum().backward()
     expected = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
     student.zero_grad(set_to_none=True)
 
     student.prefix = PrefixCache(student, depth=2, dtype=torch.float32)  # blocks 0-1 cached, 2-3 run
-    cached = student.forward_texts(TEXTS, "cpu")
-    cached.pow(2).sum().backward()
+    try:
+        cached = student.forward_texts(TEXTS, "cpu")
+        cached.pow(2).sum().backward()
+        got = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+    finally:
+        student.prefix = None
+        student.zero_grad(set_to_none=True)
     assert torch.allclose(cached, reference, atol=1e-5)
-    got = {n: p.grad for n, p in student.named_parameters() if p.grad is not None}
     assert got.keys() == expected.keys() and any(".layers.3." in n for n in got)
     for name, grad in expected.items():
         assert torch.allclose(got[name], grad, atol=1e-5), name
@@ -80,12 +91,15 @@ def test_cached_prefix_matches_full_forward_and_gradients(tiny_gemma_dir, poolin
 
 # Two of the four (side, pooling) pairs: each side and each pooling once (the Llama student runs all four).
 @pytest.mark.parametrize(("side", "pooling"), [("right", "mean"), ("left", "lasttoken")])
-def test_embeddings_do_not_depend_on_padding(tiny_gemma_dir, side, pooling):
-    student = _student(tiny_gemma_dir, pooling)
-    student.tokenizer.padding_side = side
+def test_embeddings_do_not_depend_on_padding(gemma_students, side, pooling):
+    student = gemma_students[pooling]
+    default_side, student.tokenizer.padding_side = student.tokenizer.padding_side, side
     texts = ["card", *TEXTS[1:3]]
-    together = student.encode(texts)
-    alone = np.stack([student.encode([t])[0] for t in texts])
+    try:
+        together = student.encode(texts)
+        alone = np.stack([student.encode([t])[0] for t in texts])
+    finally:
+        student.tokenizer.padding_side = default_side
     assert (together * alone).sum(axis=1).min() > 0.999
 
 
