@@ -5,6 +5,7 @@ request count, and outstanding requests are capped so a stalled server cannot ma
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,10 @@ from typing import Any
 import httpx
 
 TEXTS_PER_REQUEST = 16
+# Request numbers, and so texts, never repeat within a process: a phase that replayed an earlier phase's texts
+# would be answered from the server's query cache (a warm-up-inflated "saturation", then an open loop offered
+# more than the real capacity, whose queue grew memory in the soak).
+_REQUEST_NUMBERS = itertools.count()
 WORDS = ("card pin transfer limit account fee refund cash atm exchange rate payment blocked arrived lost stolen "
          "activate verify identity top up salary direct debit contactless").split()
 
@@ -76,7 +81,7 @@ async def _send(http: httpx.AsyncClient, make: RequestFn, n: int, phase: Phase) 
 async def closed_loop(url: str, *, concurrency: int, duration_s: float, make: RequestFn = embeddings_request,
                       headers: dict[str, str] | None = None) -> Phase:
     """`concurrency` clients, each sending its next request when the last is answered."""
-    phase, counter = Phase(), iter(range(10**9))
+    phase, counter = Phase(), _REQUEST_NUMBERS
     deadline = time.monotonic() + duration_s
     async with httpx.AsyncClient(base_url=url, timeout=60, headers=headers,
                                  limits=httpx.Limits(max_connections=concurrency)) as http:
@@ -104,8 +109,8 @@ async def open_loop(url: str, *, rate_per_s: float, duration_s: float, make: Req
                                  limits=httpx.Limits(max_connections=max_outstanding)) as http:
         started = time.perf_counter()
         next_tick = started
-        for n in range(total):
-            wait = started + n * interval - time.perf_counter()
+        for i, n in zip(range(total), _REQUEST_NUMBERS, strict=False):
+            wait = started + i * interval - time.perf_counter()
             if wait > 0:
                 await asyncio.sleep(wait)  # pacing the arrival schedule, not waiting for a condition
             if on_tick is not None and time.perf_counter() >= next_tick:
