@@ -218,7 +218,8 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed
     sampler = make_sampler(data, cfg.data, cfg.optim.batch_pairs, order_seed, rank, world)
     source_index = {name: i for i, name in enumerate(dict.fromkeys(data.origin))}
-    source_of = {pair: source_index[name] for unit, name in zip(data.train, data.origin) for pair in unit}
+    # origin is empty for a TaskData built without load_task_data: then L_rank compares all pairs (one source)
+    source_of = {pair: source_index[name] for unit, name in zip(data.train, data.origin, strict=False) for pair in unit}
     step, best = 0, float("-inf")
     if cfg.run.resume and run.checkpoint.exists():
         step, best, extra = run.load_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler)
