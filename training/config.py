@@ -122,7 +122,8 @@ class LossConfig(_Section):
         0.0,
         ge=0,
         description="Weight of L_rank (CoSENT over the batch's gold pairs): every kept positive pair above every "
-        "kept negative pair, across anchors, so one threshold fits all pairs (MQP, RQE). 0 disables it.",
+        "kept negative pair of the same source, across anchors, so one threshold fits a task's pairs (MQP, RQE). "
+        "0 disables it.",
     )
     pair_rank_scale: float = Field(20.0, gt=0, description="CoSENT scale of L_rank (sentence-transformers' 20).")
     margin: float = Field(0.06, description="m_c: inter-class angular margin (radians).")

@@ -217,9 +217,12 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     loss_fn = FlipLoss(cfg.loss)
     order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed
     sampler = make_sampler(data, cfg.data, cfg.optim.batch_pairs, order_seed, rank, world)
-    source_index = {name: i for i, name in enumerate(dict.fromkeys(data.origin))}
-    # origin is empty for a TaskData built without load_task_data: then L_rank compares all pairs (one source)
-    source_of = {pair: source_index[name] for unit, name in zip(data.train, data.origin, strict=False) for pair in unit}
+    # L_rank compares pairs within a source: map each training pair to its source, only when L_rank is on. origin
+    # is empty for a TaskData built without load_task_data: then every pair counts as one source.
+    source_of: dict = {}
+    if cfg.loss.pair_rank_weight > 0:
+        index = {name: i for i, name in enumerate(dict.fromkeys(data.origin))}
+        source_of = {p: index[name] for unit, name in zip(data.train, data.origin, strict=False) for p in unit}
     step, best = 0, float("-inf")
     if cfg.run.resume and run.checkpoint.exists():
         step, best, extra = run.load_checkpoint(model=student, optimizer=optimizer, scheduler=scheduler)
