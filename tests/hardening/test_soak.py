@@ -7,7 +7,7 @@ import pytest
 from live_server import record_figures
 from soak import RSS_TOLERANCE, model_path, run_soak
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def test_short_soak_has_no_errors_and_stable_memory(tmp_path):

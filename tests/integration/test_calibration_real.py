@@ -13,7 +13,7 @@ import pytest
 from service.engine.device import cpu_has_fast_bf16
 from service.engine.encoder import Encoder, load_encoder, set_threads
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
 
 QUESTIONS = ["How do I reset my card PIN?", "Why was I charged twice for the same purchase at the shop?",
              "my card has not arrived yet", "What is the exchange rate for euros?", "top up failed",

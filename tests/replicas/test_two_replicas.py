@@ -15,7 +15,7 @@ import pytest
 from tests.fixtures.server import ADMIN_KEY, ServiceProcess
 from tests.hardening.live_server import call
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 CONVERGE_S = 2.0  # the bound: a write on A is searchable on B within 2 s
 
