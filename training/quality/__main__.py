@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.quality")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the benchmark and write the report")
-    run.add_argument("--budget-minutes", type=float, default=90.0)
+    run.add_argument("--budget-minutes", type=float, default=90.0, help="the plan's; what would end later is skipped")
+    run.add_argument("--run-minutes", type=float, default=2.5, help="each training's student budget")
     run.add_argument("--config", default=DEFAULT_CONFIG, help="base training config (YAML)")
     run.add_argument("--work-dir", default="runs/quality", help="run folders, shared teacher, results.json")
     run.add_argument("--output", default="docs/results.md")
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads((Path(args.work_dir) / "results.json").read_text())
         print(write_report(results, results.get("command", command), Path("docs/results.md")))
         return 0
-    plan = tiny_plan(args.config) if args.tiny else full_plan(args.config, args.budget_minutes)
+    plan = tiny_plan(args.config) if args.tiny else full_plan(args.config, args.run_minutes)
     results = BenchmarkRunner(
         plan, Path(args.work_dir), args.data_dir, args.device, None if args.tiny else args.budget_minutes, command
     ).run()

@@ -80,14 +80,16 @@ def test_verdict_separates_a_gap_from_seed_noise():
 
 
 def test_full_plan_runs_main_rows_first_with_three_seeds():
-    from training.quality.plan import full_plan
+    from training.quality.plan import FULL, SFT, full_plan
 
-    plan = full_plan("cfg.yaml", 90)
+    plan = full_plan("cfg.yaml", run_minutes=2.5)
     runs = plan.runs()
     distilled_main = [(s.name, seed) for s, seed in runs if s.kind == "distill" and s.table == "main"]
-    assert len(distilled_main) == 12 and {seed for _, seed in distilled_main} == {42, 43, 44}
+    # flipped full and its SFT twin on 3 seeds (the comparison the report judges), the other styles on seed 42
+    assert sorted(seed for name, seed in distilled_main if name in (FULL, SFT)) == [42, 42, 43, 43, 44, 44]
+    assert all(seed == 42 for name, seed in distilled_main if name not in (FULL, SFT)) and len(distilled_main) == 8
     first_ablation = next(i for i, (s, _) in enumerate(runs) if s.table == "ablation")
-    assert all(s.table == "main" for s, _ in runs[:first_ablation])
+    assert {s.name for s, _ in runs[:first_ablation] if s.kind == "distill"} == {FULL, SFT}
     assert [label for label, _ in plan.sweep()] == [
         "m_c=0.02",
         "m_c=0.04",
@@ -96,7 +98,8 @@ def test_full_plan_runs_main_rows_first_with_three_seeds():
         "tau=0.3",
         "tau=0.7",
     ]
-    assert any(o.startswith("optim.max_minutes=") for o in plan.overrides)
+    assert "optim.max_minutes=2.50" in plan.overrides
+    assert not any(o.startswith("optim.steps=") for o in plan.overrides)  # the budget sizes the step plan
 
 
 def test_budget_stops_runs_that_would_end_past_it(tmp_path):
