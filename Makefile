@@ -63,7 +63,7 @@ test: setup
 	if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then fail=$$rc; fi; \
 	exit $$fail
 
-## Quality benchmark (issue 7): every system x seed on one shared teacher; writes docs/results.md (<= 90 min, 2 CPU cores).
+## Quality benchmark (issue 7): every system x seed on one shared teacher, 2.5 min a training; writes docs/results.md (<= 90 min, 2 CPU cores).
 bench-quality: setup
 	$(BIN)/python -m training.quality run --budget-minutes 90
 

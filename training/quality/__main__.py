@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -48,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    import json
 
     from training.quality.plan import full_plan, tiny_plan
     from training.quality.report import write_report
@@ -77,11 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     results = BenchmarkRunner(
         plan, Path(args.work_dir), args.data_dir, args.device, None if args.tiny else args.budget_minutes, command
     ).run()
+    # The raw numbers ship beside the report (`report --work-dir docs` re-renders it from a clean checkout),
+    # keeping the preset records other commands wrote there (`flipmatch distill --record`).
+    results = with_preset_records(results, Path(args.output).parent / "results.json")
     report = write_report(results, command, Path(args.output))
-    # The raw numbers ship beside the report: `report --work-dir docs` re-renders it from a clean checkout.
     (report.parent / "results.json").write_text(json.dumps(results, indent=1, default=float))
     print(report)
     return 0
+
+
+def with_preset_records(results: dict, existing: Path) -> dict:
+    """`results` plus the preset records (default_run, long_run, ...) already in `existing`."""
+    from training.records import PRESETS
+
+    kept = json.loads(existing.read_text()) if existing.exists() else {}
+    return {**results, **{key: kept[key] for key, _ in PRESETS if key in kept}}
 
 
 if __name__ == "__main__":

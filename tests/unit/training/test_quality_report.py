@@ -113,3 +113,17 @@ def test_budget_stops_runs_that_would_end_past_it(tmp_path):
     assert BenchmarkRunner(tiny_plan("c.yaml"), tmp_path, budget_minutes=1)._out_of_budget(now - 10, done)
     assert not BenchmarkRunner(tiny_plan("c.yaml"), tmp_path, budget_minutes=2)._out_of_budget(now - 10, done)
     assert not BenchmarkRunner(tiny_plan("c.yaml"), tmp_path)._out_of_budget(now - 1e6, done)
+
+
+def test_a_benchmark_run_keeps_the_preset_records(tmp_path):
+    """results.json also holds what `flipmatch distill --record` wrote (the README's preset table reads it):
+    a new benchmark run replaces its own keys and keeps those."""
+    import json
+
+    from training.quality.__main__ import with_preset_records
+
+    existing = tmp_path / "results.json"
+    existing.write_text(json.dumps({"runs": ["old"], "default_run": {"wall_s": 845.5}, "long_run": {"wall_s": 1}}))
+    merged = with_preset_records({"runs": ["new"], "sweep": []}, existing)
+    assert merged == {"runs": ["new"], "sweep": [], "default_run": {"wall_s": 845.5}, "long_run": {"wall_s": 1}}
+    assert with_preset_records({"runs": []}, tmp_path / "absent.json") == {"runs": []}
