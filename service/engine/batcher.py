@@ -70,6 +70,14 @@ def plan_batches(
     return batches[::-1]
 
 
+@dataclass
+class _Pass:
+    """A forward pass handed to the worker: its texts and the future of (outputs, seconds)."""
+
+    items: list[PendingText]
+    result: asyncio.Future[tuple[Sequence[Any], float]]
+
+
 class DynamicBatcher:
     """Runs on the event loop; the forward pass runs on one dedicated worker thread (passes never overlap)."""
 
@@ -200,21 +208,42 @@ class DynamicBatcher:
                 max_batch_size=self._max_batch_size,
                 batch_overhead_tokens=self._batch_overhead_tokens,
             )
+            # One pass queued ahead: the worker starts the next pass the moment one ends, instead of idling
+            # until this loop has answered the finished pass's requests (at concurrency 32 that wait left the
+            # forward thread idle ~30% of the time). Texts are checked for cancelled clients when their pass is
+            # queued, one pass before it runs.
+            ahead: _Pass | None = None
             for group in plan:
-                await self._run_batch([drained[i] for i in group], loop)
+                queued = self._queue_pass([drained[i] for i in group], loop)
+                if ahead is not None:
+                    await self._finish_pass(ahead)
+                ahead = queued
+            if ahead is not None:
+                await self._finish_pass(ahead)
             self._unfinished = []
 
-    async def _run_batch(self, batch: list[PendingText], loop: asyncio.AbstractEventLoop) -> None:
+    def _timed_encode(self, payloads: list[Any]) -> tuple[Sequence[Any], float]:
+        started = time.perf_counter()  # on the worker: the pass itself, not its wait in the queue
+        outputs = self._encode_batch(payloads)
+        return outputs, time.perf_counter() - started
+
+    def _queue_pass(self, batch: list[PendingText], loop: asyncio.AbstractEventLoop) -> _Pass | None:
         live = [item for item in batch if not item.future.done()]
         self._set_depth(self._depth - len(batch))
         if self._metrics is not None and len(live) < len(batch):
             self._metrics.dropped_texts.inc(len(batch) - len(live))
         if not live:
+            return None
+        result = loop.run_in_executor(self._executor, self._timed_encode, [i.payload for i in live])
+        return _Pass(live, result)
+
+    async def _finish_pass(self, queued: _Pass | None) -> None:
+        if queued is None:
             return
+        live = queued.items
         padded_tokens = len(live) * max(item.n_tokens for item in live)
-        started = time.perf_counter()
         try:
-            outputs = await loop.run_in_executor(self._executor, self._encode_batch, [i.payload for i in live])
+            outputs, elapsed = await queued.result
             if len(outputs) != len(live):
                 raise RuntimeError(f"encoder returned {len(outputs)} outputs for {len(live)} inputs")
         except Exception as err:  # one bad batch must not stop the loop: fail its futures, keep serving
@@ -225,7 +254,6 @@ class DynamicBatcher:
                 if not item.future.done():
                     item.future.set_exception(EncoderFailed("the model failed on this batch; retry the request"))
             return
-        elapsed = time.perf_counter() - started
         if self._metrics is not None:
             self._metrics.batch_size.observe(len(live))
             self._metrics.batch_tokens.observe(padded_tokens)

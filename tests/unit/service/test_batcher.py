@@ -265,3 +265,34 @@ def test_plan_splits_mixed_lengths_only_when_the_padding_saved_beats_the_overhea
     assert len(plan_batches(lengths, max_batch_tokens=8192, max_batch_size=64, batch_overhead_tokens=32)) == 2
     assert len(plan_batches(lengths, max_batch_tokens=8192, max_batch_size=64, batch_overhead_tokens=1000)) == 1
     assert plan_batches([7, 7, 7], max_batch_tokens=8192, max_batch_size=64, batch_overhead_tokens=0) == [[0, 1, 2]]
+
+
+def test_next_pass_is_queued_while_the_current_one_runs():
+    """The worker never waits on the event loop between the passes of one window: the second pass is handed to
+    it while the first is still computing."""
+    encode = RecordingEncode()
+    encode.gate.clear()  # the first pass blocks until the test has seen the second one queued
+
+    async def scenario() -> list[str]:
+        batcher = make(encode, max_batch_size=2, max_wait_ms=50, batch_overhead_tokens=0.0)
+        submitted: list[object] = []
+        original = batcher._executor.submit
+
+        def recording_submit(fn: Any, *args: Any) -> Any:
+            submitted.append(args)
+            return original(fn, *args)
+
+        batcher._executor.submit = recording_submit  # type: ignore[method-assign]
+        await batcher.start()
+        # four texts, two lengths, at most two a pass: one window, two passes
+        futures = batcher.submit([("a", 1), ("b", 1), ("c", 9), ("d", 9)])
+        await wait_until(encode.entered.is_set)
+        await wait_until(lambda: len(submitted) == 2)  # queued while the first pass is blocked
+        assert not any(f.done() for f in futures)
+        encode.gate.set()
+        results = await asyncio.gather(*futures)
+        await batcher.stop()
+        return results
+
+    assert run(scenario()) == ["v:a", "v:b", "v:c", "v:d"]
+    assert encode.batches == [["a", "b"], ["c", "d"]]
