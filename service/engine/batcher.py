@@ -237,9 +237,7 @@ class DynamicBatcher:
         result = loop.run_in_executor(self._executor, self._timed_encode, [i.payload for i in live])
         return _Pass(live, result)
 
-    async def _finish_pass(self, queued: _Pass | None) -> None:
-        if queued is None:
-            return
+    async def _finish_pass(self, queued: _Pass) -> None:
         live = queued.items
         padded_tokens = len(live) * max(item.n_tokens for item in live)
         try:

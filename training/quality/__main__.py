@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "report":
         results = json.loads((Path(args.work_dir) / "results.json").read_text())
+        results = with_preset_records(results, Path("docs/results.json"))  # a work dir's copy has none
         print(write_report(results, results.get("command", command), Path("docs/results.md")))
         return 0
     plan = tiny_plan(args.config) if args.tiny else full_plan(args.config, args.run_minutes)

@@ -20,6 +20,7 @@ from training.config import TrainConfig, load_config
 from training.evaluate.evaluators import evaluate_agreement, evaluate_all, pair_scores, thresholds_from
 from training.quality.plan import FULL, ZERO_SHOT, Plan, System
 from training.quality.tasks import QualityTasks, build_tasks
+from training.quality.warmup import warm_caches
 
 logger = logging.getLogger(__name__)
 
@@ -201,26 +202,13 @@ class BenchmarkRunner:
         self.teacher_wall_s = time.time() - started
         return self.prepared[0].embed  # caches by text itself (teacher.cache_scores=true above)
 
-    def _warm(self, cfg: TrainConfig, seed: int) -> None:
-        """Fill the shared caches (teacher scores, frozen-prefix states) for the texts a run will draw with a
-        one-step run, once per data mix, student cut and seed, so no training pays them inside its budget."""
-        from training.distill import distill
-
-        key = (cfg.student.model, cfg.student.num_layers, cfg.student.max_seq_length, cfg.lora.top_layers,
-               cfg.data.model_dump_json(), cfg.optim.batch_pairs, seed)
-        if key in self._warmed:
-            return
-        warm = cfg.model_copy(deep=True)
-        warm.run.output_dir = str(self.work_dir / "runs" / f"warm-{len(self._warmed)}")
-        warm.run.stop_at_step, warm.optim.max_minutes = 1, None
-        distill(warm, self.prepared)
-        self._warmed.add(key)
-
     def _run_one(
         self, system: System, seed: int, tasks: QualityTasks, teacher_encode, scores: dict, test: bool = True
     ) -> dict:
         slug = "".join(c if c.isalnum() else "-" for c in system.name).strip("-")
         cfg = self.config(list(system.overrides), f"{slug}-s{seed}", seed)
+        if system.kind == "distill":  # outside the run's wall time, as outside its budget
+            warm_caches(cfg, self.prepared, self.work_dir / "runs" / f"warm-{len(self._warmed)}", self._warmed)
         started = time.time()
         curve: list = []
         drop: dict = {}
@@ -240,8 +228,6 @@ class BenchmarkRunner:
         else:
             from training.distill import distill
 
-            self._warm(cfg, seed)
-            started = time.time()
             student = distill(cfg, self.prepared).student
 
             def encode(texts):

@@ -19,6 +19,7 @@ from pathlib import Path
 from training.config import load_config
 from training.distill import distill, prepare_teacher
 from training.hardware import choose_device
+from training.quality.warmup import warm_caches
 from training.runs import RunDir
 
 logger = logging.getLogger(__name__)
@@ -50,14 +51,7 @@ def tune(
                     "run.resume=false",
                 ],
             )
-            # the caches hold the texts a run will draw, so a new data mix needs its own warm-up too
-            cut = (cfg.student.model, cfg.student.num_layers, cfg.student.max_seq_length, cfg.lora.top_layers,
-                   cfg.data.model_dump_json(), cfg.optim.steps, cfg.optim.batch_pairs, seed)
-            if cut not in warmed:  # fill the shared prefix cache first: no variant pays it inside its budget
-                warm = cfg.model_copy(deep=True)
-                warm.run.output_dir, warm.run.stop_at_step, warm.optim.max_minutes = str(out) + "-warm", 1, None
-                distill(warm, prepared)
-                warmed.add(cut)
+            warm_caches(cfg, prepared, Path(str(out) + "-warm"), warmed)  # no variant pays them in its budget
             started = time.perf_counter()
             result = distill(cfg, prepared)
             row = {
