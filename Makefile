@@ -51,10 +51,10 @@ distill-gemma: setup
 	$(BIN)/flipmatch distill --config training/configs/default.yaml $(GEMMA_SET) --output artifacts/flipmatch-gemma $(RECORD_FLAG)
 
 # Two phases. Most tests wait on processes and sockets more than they compute, so they run on TEST_WORKERS
-# pytest-xdist workers (4 measured fastest on 2 cores, `make test TEST_WORKERS=N`: phase one 221 s against 271 s with 2
-# and 283 s with 6), a test module
-# per worker so its fixtures are built once. The tests marked `serial` (throughput, latency, memory or a deadline
-# under load) then run alone, on an otherwise idle machine. pytest exits 5 when a selection is empty: not a failure.
+# pytest-xdist workers, a test module per worker so its fixtures are built once (4 measured fastest on 2 cores with
+# `make test TEST_WORKERS=N`: phase one 221 s against 271 s with 2 and 283 s with 6). The tests marked `serial`
+# (throughput, latency, memory or a deadline under load) then run alone, on an otherwise idle machine. pytest
+# exits 5 when a selection is empty: not a failure.
 TEST_WORKERS ?= 4
 test: setup
 	@fail=0; \
