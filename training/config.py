@@ -117,6 +117,11 @@ class LossConfig(_Section):
     distill_weight: float = Field(1.0, description="lambda_dist; 0 disables L_dist.")
     teacher_temperature: float = Field(0.05, description="tau_t of the teacher row softmax in L_dist.")
     student_temperature: float = Field(0.05, description="tau_s of the student row softmax in L_dist.")
+    distill_axes: Literal["rows", "both"] = Field(
+        "rows",
+        description="rows: L_dist's KL over each anchor's candidates (the paper's reading); both: also over each "
+        "candidate's anchors, which ties every row to one scale (one threshold per pair task).",
+    )
     contrastive_weight: float = Field(1.0, description="lambda_mcl (or the ArcCSE/KDMCSE weight).")
     pair_rank_weight: float = Field(
         0.0,

@@ -31,7 +31,7 @@ class FlipLoss(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.supervised = SupervisedContrastiveLoss(cfg.sup_temperature)
-        self.distill = SimilarityDistillationLoss(cfg.teacher_temperature, cfg.student_temperature)
+        self.distill = SimilarityDistillationLoss(cfg.teacher_temperature, cfg.student_temperature, cfg.distill_axes)
         self.contrastive = contrastive_loss(cfg)
         self.pair_rank = PairRankingLoss(cfg.pair_rank_scale)
         midpoint = (cfg.filter_pos_threshold + cfg.filter_neg_threshold) / 2

@@ -17,6 +17,7 @@ from training.losses.supervised import SupervisedContrastiveLoss
 
 EYE2 = torch.eye(2, dtype=torch.long)
 ALL2 = torch.ones(2, 2, dtype=torch.bool)
+ALL3 = torch.ones(3, 3, dtype=torch.bool)
 
 
 def test_filter_drops_contradicted_pairs():
@@ -66,6 +67,23 @@ def test_distill_masked_entries_do_not_count():
     keep[0, 2] = False
     loss = SimilarityDistillationLoss(0.1, 0.1)(student, teacher, torch.eye(3, dtype=torch.long), keep)
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distill_both_axes_sees_a_row_offset_that_rows_alone_ignore():
+    teacher = torch.tensor([[0.9, 0.1, 0.3], [0.2, 0.8, 0.1], [0.3, 0.2, 0.7]])
+    shifted = teacher.clone()
+    shifted[1] += 0.5  # anchor 1's cosines on their own offset: same ranking within its row
+    rows = SimilarityDistillationLoss(0.1, 0.1, "rows")(shifted, teacher, torch.eye(3, dtype=torch.long), ALL3)
+    assert rows.item() == pytest.approx(0.0, abs=1e-6)
+    student = shifted.clone().requires_grad_(True)
+    both = SimilarityDistillationLoss(0.1, 0.1, "both")(student, teacher, torch.eye(3, dtype=torch.long), ALL3)
+    assert both.item() > 0.01
+    both.backward()
+    assert (student.grad[1] > 0).all()  # the offset row is pushed back down
+    global_shift = SimilarityDistillationLoss(0.1, 0.1, "both")(
+        teacher + 0.3, teacher, torch.eye(3, dtype=torch.long), ALL3
+    )
+    assert global_shift.item() == pytest.approx(0.0, abs=1e-6)  # one common offset stays free
 
 
 def test_mcl_inter_class_margin_known_value():
