@@ -231,11 +231,16 @@ def load_task_data(cfg: DataConfig, embed: EmbedFn) -> TaskData:
     _check_sources(cfg, known)
     loaded: dict[str, TaskData] = {}
 
+    def capped(name: str) -> DataConfig:
+        return cfg.model_copy(update={"max_train_anchors": cfg.anchors_per_source.get(name, cfg.max_train_anchors)})
+
     def load(name: str) -> TaskData:
         if name not in loaded:
-            path = name.removeprefix("file:")
-            own = cfg.model_copy(update={"max_train_anchors": cfg.anchors_per_source.get(name, cfg.max_train_anchors)})
-            loaded[name] = user_file(path, own) if name.startswith("file:") else known[name](own, embed)
+            own = capped(name)
+            if name.startswith("file:"):
+                loaded[name] = user_file(name.removeprefix("file:"), own)
+            else:
+                loaded[name] = known[name](own, embed)
         return loaded[name]
 
     data = TaskData()
@@ -243,7 +248,8 @@ def load_task_data(cfg: DataConfig, embed: EmbedFn) -> TaskData:
         if name == UNLABELLED:
             from training.data.unlabelled import pool_units
 
-            part = TaskData(train=pool_units([load(n) for n in cfg.unlabelled_from], cfg, embed))
+            # the pool's own cap (anchors_per_source.unlabelled) bounds its teacher and prefix-cache fill
+            part = TaskData(train=pool_units([load(n) for n in cfg.unlabelled_from], capped(name), embed))
         else:
             part = load(name)
         data.extend(part)

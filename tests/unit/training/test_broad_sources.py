@@ -132,6 +132,18 @@ def test_unlabelled_pool_is_training_text_only_and_carries_no_gold(broad_dir):
     assert labels.tolist() == [[UNLABELLED, UNLABELLED], [UNLABELLED, data.train[0][0].label]]
 
 
+def test_unlabelled_pool_respects_its_own_anchor_cap(broad_dir):
+    cfg = _cfg(broad_dir, sources=["medical_rqe", "unlabelled"], unlabelled_from=["medical_rqe", "medquad_qa"])
+    full = load_task_data(cfg, _embed).origin.count("unlabelled")
+    capped = _cfg(
+        broad_dir,
+        sources=["medical_rqe", "unlabelled"],
+        unlabelled_from=["medical_rqe", "medquad_qa"],
+        anchors_per_source={"unlabelled": 2},
+    )
+    assert full > 2 and load_task_data(capped, _embed).origin.count("unlabelled") == 2
+
+
 def test_mix_draws_sources_by_weight_deterministically(broad_dir):
     cfg = _cfg(broad_dir, sources=["medical_rqe", "stsbenchmark"], mix={"medical_rqe": 3.0, "stsbenchmark": 1.0})
     data = load_task_data(cfg, _embed)
