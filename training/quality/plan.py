@@ -50,7 +50,7 @@ class Plan:
     config: str  # base YAML config
     overrides: tuple[str, ...]  # applied to every run (the subset that fits the budget)
     seeds: tuple[int, ...]  # main distilled rows; ablations and the sweep use seeds[0]
-    tasks: tuple[str, ...] = ("banking77", "mqp", "rqe", "medquad")
+    tasks: tuple[str, ...] = ("banking77", "mqp", "rqe", "medquad", "stsb")
     limits: TaskLimits = field(default_factory=TaskLimits)
     margins: tuple[float, ...] = (0.02, 0.04, 0.06, 0.08, 0.12)  # m_c sweep
     filter_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)  # tau_pos = tau_neg sweep

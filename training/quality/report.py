@@ -41,6 +41,7 @@ COLUMNS = [
     ("MedQuAD MRR@10", "medquad/mrr@10"),
     ("MQP ρ(T,S)", "mqp/spearman_teacher"),
     ("B77 ρ(T,S)", "b77_pairs/spearman_teacher"),
+    ("STS-B ρ(T,S)", "stsb/spearman_teacher"),
 ]
 
 
@@ -234,7 +235,9 @@ def render(results: dict, command: str, figures: list[Path], doc_dir: Path) -> s
         "## Table 1: systems × datasets (test)",
         "",
         "Thresholds (F1, accuracy) are chosen on each task's dev set and applied unchanged to test; each test set "
-        "is evaluated once per run. ρ(T,S): Spearman of teacher and student cosine similarities on the test pairs.",
+        "is evaluated once per run. ρ(T,S): Spearman of teacher and student cosine similarities on the test pairs; "
+        "STS-B's are general-domain pairs from a source the default does not train on (`splits` below says "
+        "whether this run did).",
         "",
         *_table(main, "test"),
         "",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.config import DataConfig
+from training.data.broad import stsbenchmark
 from training.data.medquad import eval_sets, load_medquad
 from training.data.pairs import Pair, PairSet, RetrievalSet
 from training.data.sources import _read_banking77, medical_question_pairs, medical_rqe
@@ -111,21 +112,33 @@ def medquad_tasks(cfg: DataConfig, limits: TaskLimits) -> QualityTasks:
     return out
 
 
+def stsb_agreement(cfg: DataConfig, limits: TaskLimits) -> QualityTasks:
+    """Teacher-student agreement only (no metric, no threshold) on STS-B test pairs: general-domain sentences
+    from a source the presets never train on, so ρ(T,S) there reads how far the student follows its teacher
+    off its training data."""
+    data = stsbenchmark(cfg.model_copy(update={"max_eval_pairs": limits.pairs_per_set}), lambda _texts: None)
+    out = QualityTasks(agreement=list(data.test))
+    out.splits["stsb"] = {"agreement_pairs": len(data.test[0].pairs), "trained_on": "stsbenchmark" in cfg.sources}
+    return out
+
+
 def build_tasks(cfg: DataConfig, limits: TaskLimits, names: list[str]) -> QualityTasks:
-    """names: any of banking77, mqp, rqe, medquad."""
+    """names: any of banking77, mqp, rqe, medquad, stsb (agreement only)."""
     out = QualityTasks()
     for name in names:
         if name == "banking77":
             part = banking77_tasks(cfg, limits)
         elif name == "medquad":
             part = medquad_tasks(cfg, limits)
+        elif name == "stsb":
+            part = stsb_agreement(cfg, limits)
         elif name in ("mqp", "rqe"):
             source = medical_question_pairs if name == "mqp" else medical_rqe
             data = source(cfg.model_copy(update={"max_eval_pairs": limits.pairs_per_set}), lambda _texts: None)
             part = QualityTasks(dev=data.dev, test=data.test, agreement=list(data.test))
             part.splits[name] = {"dev_pairs": len(data.dev[0].pairs), "test_pairs": len(data.test[0].pairs)}
         else:
-            raise ValueError(f"unknown quality task {name!r}; known: banking77, mqp, rqe, medquad")
+            raise ValueError(f"unknown quality task {name!r}; known: banking77, mqp, rqe, medquad, stsb")
         out.dev += part.dev
         out.test += part.test
         out.agreement += part.agreement

@@ -180,3 +180,13 @@ def test_anchors_per_source_caps_only_the_named_source(broad_dir):
 def test_anchors_per_source_rejects_unknown_or_empty_caps(broad_dir, caps, message):
     with pytest.raises(ValueError, match=message):
         load_task_data(_cfg(broad_dir, sources=["medical_rqe"], anchors_per_source=caps), _embed)
+
+
+def test_stsb_agreement_set_is_test_pairs_only_and_says_whether_it_was_trained_on(broad_dir):
+    cfg = _cfg(broad_dir, sources=["medical_rqe"], mix={})
+    tasks = build_tasks(cfg, LIMITS, ["stsb"])
+    assert not tasks.dev and not tasks.test  # agreement only: no metric, no threshold
+    (pairs,) = tasks.agreement
+    assert pairs.name == "stsb" and pairs.pairs == stsbenchmark(cfg, _embed).test[0].pairs[: LIMITS.pairs_per_set]
+    assert tasks.splits["stsb"]["trained_on"] is False
+    assert build_tasks(_cfg(broad_dir, sources=["stsbenchmark"]), LIMITS, ["stsb"]).splits["stsb"]["trained_on"]
