@@ -27,7 +27,7 @@ from training.losses.combined import FlipLoss
 from training.losses.filter import calibrated_thresholds
 from training.prefix_cache import PrefixCache
 from training.runs import RunDir, set_seed
-from training.schedule import StepPlan, make_scheduler
+from training.schedule import StepPlan, make_scheduler, typical_step_s
 from training.student import StudentEncoder, load_student
 from training.teacher import TeacherScorer, finetune_teacher, load_teacher
 
@@ -292,7 +292,7 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
                 run.save_best(student)
             student.train()
         if (step - first_step) % REPLAN_EVERY == 0:  # on every rank alike: the same plan everywhere
-            step_s = _agreed(statistics.median(step_times[-REPLAN_EVERY:]), world)
+            step_s = _agreed(typical_step_s(step_times), world)
             elapsed = _agreed(time.perf_counter() - phase_started, world)
             evals_left = (plan.planned - step) // cfg.run.eval_every + 1
             if plan.fit(step, elapsed, step_s, evals_left, _agreed(eval_s, world)):

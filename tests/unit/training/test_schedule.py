@@ -11,7 +11,7 @@ import training.distill as distill_module
 from tests.unit.training.test_distill_loop import tiny_config
 from training.distill import distill
 from training.hardware import bf16_is_faster, resolve_bf16
-from training.schedule import FLOOR, StepPlan, lr_factor
+from training.schedule import FLOOR, StepPlan, lr_factor, typical_step_s
 
 
 def test_lr_factor_warms_up_then_decays_to_the_floor():
@@ -30,6 +30,13 @@ def test_plan_shrinks_only_when_the_budget_would_be_overrun():
     assert plan.record(55)["steps_run"] == 55 and plan.record(40)["schedule_completed"] is False
     assert plan.record(55)["schedule_completed"] and plan.record(55)["resized"]
     assert not StepPlan.create(100, None).fit(10, 1e9, 1e9)  # no budget: the configured plan always
+
+
+def test_a_burst_of_slow_steps_does_not_decide_the_plan():
+    steady = [0.23] * 90 + [0.6] * 10  # 10 slow steps after 90 typical ones
+    assert typical_step_s(steady) == pytest.approx(0.23)
+    assert typical_step_s([0.23] * 20 + [0.6] * 80) == pytest.approx(0.6)  # a lasting slowdown is followed
+    assert typical_step_s([0.4, 0.5]) == pytest.approx(0.45)  # the first steps: what there is
 
 
 def test_bf16_chosen_only_when_measured_faster():
