@@ -86,6 +86,17 @@ def _verdict(a: list[float], b: list[float]) -> str:
     return f"Δ {gap:+.3f}, {'higher' if gap > 0 else 'lower'}"
 
 
+def _paired(runs: list[dict], a: str, b: str, key: str) -> str:
+    """Per-seed differences a - b. A seed fixes both runs' LoRA init and batch order, so the same seed is a
+    matched pair: the verdict above compares the two spreads, this says whether a wins seed by seed."""
+    by_seed = {r["seed"]: r["test"][key] for r in runs if r["system"] == b and key in r.get("test", {})}
+    diffs = [r["test"][key] - by_seed[r["seed"]] for r in runs if r["system"] == a and r["seed"] in by_seed]
+    if len(diffs) < 2:
+        return ""
+    wins = sum(d > 0 for d in diffs)
+    return f"; per seed {', '.join(f'{d:+.3f}' for d in diffs)}: ahead on {wins} of {len(diffs)}"
+
+
 def _comparisons(runs: list[dict]) -> list[str]:
     """Plain statements: does the flipped student beat its SFT twin and its teacher, per headline metric."""
     from training.quality.plan import FULL, SFT, TEACHER
@@ -100,7 +111,7 @@ def _comparisons(runs: list[dict]) -> list[str]:
             continue
         parts = [f"flipped full {mean_std(full)}"]
         if sft:
-            parts.append(f"vs LoRA-SFT {mean_std(sft)} ({_verdict(full, sft)})")
+            parts.append(f"vs LoRA-SFT {mean_std(sft)} ({_verdict(full, sft)}{_paired(runs, FULL, SFT, key)})")
         if teacher:
             parts.append(f"vs teacher {mean_std(teacher)} ({_verdict(full, teacher)})")
         lines.append(f"- {title}: " + " ".join(parts))

@@ -127,3 +127,15 @@ def test_a_benchmark_run_keeps_the_preset_records(tmp_path):
     merged = with_preset_records({"runs": ["new"], "sweep": []}, existing)
     assert merged == {"runs": ["new"], "sweep": [], "default_run": {"wall_s": 845.5}, "long_run": {"wall_s": 1}}
     assert with_preset_records({"runs": []}, tmp_path / "absent.json") == {"runs": []}
+
+
+def test_paired_comparison_matches_runs_by_seed():
+    from training.quality.plan import SFT
+    from training.quality.report import _paired
+
+    def run(system, seed, value):
+        return {"system": system, "seed": seed, "test": {"m": value}}
+
+    runs = [run(FULL, 1, 0.80), run(FULL, 2, 0.70), run(SFT, 2, 0.69), run(SFT, 1, 0.81), run(FULL, 3, 0.9)]
+    assert _paired(runs, FULL, SFT, "m") == "; per seed -0.010, +0.010: ahead on 1 of 2"  # seed 3 has no twin
+    assert _paired(runs[:3], FULL, SFT, "m") == ""  # one matched seed is no comparison
