@@ -147,15 +147,9 @@ class BenchmarkRunner:
         }
         teacher_encode = self._teacher(base)
         results["skipped"] = []
-        for system, seed in self.plan.runs():
-            if self._out_of_budget(started, results["runs"]):
-                results["skipped"].append(f"{system.name} seed {seed}")
-                continue
-            results["runs"].append(self._run_one(system, seed, tasks, teacher_encode, results["scores"]))
-            self._save(results)
-        # Table 3 (the alternative student, open choices) before the sensitivity sweep: a tight budget cuts the
-        # sweep's extra points first.
-        for system, seed in self.plan.runs(("variant",)):
+        # Table 3 (the alternative student, open choices) after the main rows and ablations, before the
+        # sensitivity sweep: a tight budget cuts the sweep's extra points first.
+        for system, seed in self.plan.runs(("main", "ablation", "variant")):
             if self._out_of_budget(started, results["runs"]):
                 results["skipped"].append(f"{system.name} seed {seed}")
                 continue
