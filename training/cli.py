@@ -75,6 +75,12 @@ def distill(
     from training.distill import distill as run_distill
 
     cfg = _config(config, set_)
+    if record:
+        from training.records import refuse_resumed
+
+        reason = refuse_resumed(Path(cfg.run.output_dir), cfg.run.resume)
+        if reason:
+            raise typer.BadParameter(reason, param_hint="--record")
     started = time.time()
     result = run_distill(cfg)
     if not result.metrics:

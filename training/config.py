@@ -123,6 +123,12 @@ class LossConfig(_Section):
         "candidate's anchors, which ties every row to one scale (one threshold per pair task).",
     )
     contrastive_weight: float = Field(1.0, description="lambda_mcl (or the ArcCSE/KDMCSE weight).")
+    score_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of L_score (1 - Pearson r of student and teacher cosines over the whole in-batch "
+        "matrix): every pair of the batch on the teacher's one scale, up to a global affine map. 0 disables it.",
+    )
     pair_rank_weight: float = Field(
         0.0,
         ge=0,

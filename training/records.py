@@ -32,6 +32,18 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
+def refuse_resumed(output_dir: Path, resume: bool) -> str | None:
+    """Why a run cannot be recorded, or None. A record's wall time and steps describe one training from
+    scratch: a run that resumes a checkpoint would record the time of its tail only."""
+    checkpoint = Path(output_dir) / "checkpoint.pt"
+    if resume and checkpoint.exists():
+        return (
+            f"{checkpoint} exists, so this run would resume it and its record would time only the rest. "
+            f"Remove {output_dir} (or pass --set run.resume=false) to record a run trained from scratch."
+        )
+    return None
+
+
 def run_record(metrics: dict[str, Any], training: dict[str, Any], wall_s: float, command: str, config: dict) -> dict:
     """The test metrics of teacher and student (dev thresholds applied unchanged), time and schedule."""
     schedule = training["schedule"]

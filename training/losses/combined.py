@@ -1,5 +1,5 @@
-"""Total loss L = w_sup * L_sup + lambda_dist * L_dist + lambda_mcl * L_MCL (+ w_rank * L_rank), after the
-dual-threshold filter.
+"""Total loss L = w_sup * L_sup + lambda_dist * L_dist + lambda_mcl * L_MCL (+ w_score * L_score
++ w_rank * L_rank), after the dual-threshold filter.
 Returns named parts so the loop logs each one."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from training.losses.distill import SimilarityDistillationLoss
 from training.losses.filter import drop_rate, dual_threshold_keep
 from training.losses.margin import MarginContrastiveLoss
 from training.losses.pair_rank import PairRankingLoss
+from training.losses.score import ScoreCorrelationLoss
 from training.losses.supervised import SupervisedContrastiveLoss
 
 
@@ -34,6 +35,7 @@ class FlipLoss(nn.Module):
         self.distill = SimilarityDistillationLoss(cfg.teacher_temperature, cfg.student_temperature, cfg.distill_axes)
         self.contrastive = contrastive_loss(cfg)
         self.pair_rank = PairRankingLoss(cfg.pair_rank_scale)
+        self.score = ScoreCorrelationLoss()
         midpoint = (cfg.filter_pos_threshold + cfg.filter_neg_threshold) / 2
         self.pseudo_threshold = midpoint if cfg.pseudo_threshold is None else cfg.pseudo_threshold
 
@@ -72,6 +74,9 @@ class FlipLoss(nn.Module):
         if self.contrastive is not None and cfg.contrastive_weight > 0:
             parts[cfg.contrastive] = self.contrastive(sim_student, sim_teacher, labels, keep)
             total = total + cfg.contrastive_weight * parts[cfg.contrastive]
+        if cfg.score_weight > 0:
+            parts["score"] = self.score(sim_student, sim_teacher, keep)
+            total = total + cfg.score_weight * parts["score"]
         if cfg.pair_rank_weight > 0:
             parts["rank"] = self.pair_rank(sim_student, labels, keep & gold, groups)
             total = total + cfg.pair_rank_weight * parts["rank"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from training.records import END, START, run_record, save_record
+from training.records import END, START, refuse_resumed, run_record, save_record
 
 
 def _record(student_r1: float, completed: bool = True) -> dict:
@@ -44,3 +44,11 @@ def test_each_preset_row_names_the_student_its_record_was_trained_with(tmp_path)
                         60.0, "cmd", {"student": {"model": "packaged:gemma3-270m", "num_layers": 9}})
     save_record("default_run", record, results, readme)
     assert "`default` (`make distill`)<br>student: gemma3-270m @ 9 |" in readme.read_text()
+
+
+def test_a_run_that_would_resume_a_checkpoint_cannot_be_recorded(tmp_path):
+    assert refuse_resumed(tmp_path, resume=True) is None  # fresh folder: fine
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")
+    reason = refuse_resumed(tmp_path, resume=True)
+    assert reason and "checkpoint.pt" in reason and "run.resume=false" in reason
+    assert refuse_resumed(tmp_path, resume=False) is None  # trains from scratch despite the file
