@@ -50,6 +50,15 @@ class DataConfig(_Section):
         description="Banking77 intents kept out of training (teacher and student), e.g. for no-match evaluation.",
     )
     seed: int = Field(13, description="Seed of the splits and the hard-negative mining (keep fixed across seeds).")
+    topic_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Topic-aware batches (needs data.mix): the probability that a source's draw after its first in "
+        "a batch is one of the teacher's data.topic_neighbours nearest units of that first one, so the in-batch "
+        "matrix holds near misses. 0: every draw at random.",
+    )
+    topic_neighbours: int = Field(32, ge=1, description="Neighbours per unit that topic-aware draws choose from.")
     order_seed: int | None = Field(None, description="Seed of the training batch order; None uses data.seed.")
     mix: dict[str, float] = Field(
         default_factory=dict,

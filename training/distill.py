@@ -216,7 +216,7 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     scheduler = make_scheduler(optimizer, plan, cfg.optim.warmup)
     loss_fn = FlipLoss(cfg.loss)
     order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed
-    sampler = make_sampler(data, cfg.data, cfg.optim.batch_pairs, order_seed, rank, world)
+    sampler = make_sampler(data, cfg.data, cfg.optim.batch_pairs, order_seed, rank, world, scorer.embed)
     # L_rank compares pairs within a source: map each training pair to its source, only when L_rank is on. origin
     # is empty for a TaskData built without load_task_data: then every pair counts as one source.
     source_of: dict = {}
