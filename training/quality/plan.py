@@ -36,6 +36,20 @@ SYSTEMS: tuple[System, ...] = (
         ("student.model=packaged:smollm2-135m-instruct", "student.num_layers=15"),
         "variant",
     ),
+    # Source mixes (issue 12): every run shares one teacher and one loaded data set, so a mix is a set of sampling
+    # weights over the default's sources; a source left out is never drawn.
+    System(
+        "flipped full, mix: Banking77 + MQP only",
+        "distill",
+        ("data.mix={banking77: 0.57, medical_question_pairs: 0.43}",),
+        "variant",
+    ),
+    System(
+        "flipped full, mix: MQP not weighted up (0.13)",
+        "distill",
+        ("data.mix={banking77: 0.57, medical_question_pairs: 0.13, medquad_qa: 0.15, medical_rqe: 0.15}",),
+        "variant",
+    ),
     System("flipped full, lr 4e-4", "distill", ("optim.lr=4e-4",), "variant"),
     System("flipped full, filter on in-batch pairs too", "distill", ("loss.filter_scope=all",), "variant"),
 )
@@ -79,7 +93,7 @@ def full_plan(config: str, run_minutes: float = 2.5) -> Plan:
     """The reported benchmark on 2 CPU cores: the default recipe, each training with a `run_minutes` student
     budget (its step plan sized to fit, as the default's 10 minutes is; the shared caches are filled before the
     first run, outside every budget). Flipped full and LoRA-SFT run on 3 seeds, every other training on seed 42:
-    6 + 2 + 3 ablations + 3 variant + 6 sweep trainings share one fine-tuned teacher and its mined data. A
+    6 + 2 + 3 ablations + 5 variant + 6 sweep trainings share one fine-tuned teacher and its mined data. A
     training takes ~run_minutes + 1.2 min of evaluation; the runner skips what would end past `budget_minutes`
     (the sweep first, then the variants), and the report lists what it skipped."""
     return Plan(
