@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from training.cache_plan import PROBE_STEPS, affordable_steps, batch_texts, new_text_counts
 from training.config import TrainConfig
 from training.data.batches import label_matrix
 from training.data.mix import make_sampler
@@ -180,6 +181,16 @@ def _filter_thresholds(cfg: TrainConfig, report: dict) -> tuple[TrainConfig, dic
     return cfg, {**record, "tau_pos": taus[0], "tau_neg": taus[1], "teacher_dev_thresholds": teacher}
 
 
+def _fill_caches(scorer: TeacherScorer, prefix, texts: list[str]) -> tuple[float, float]:
+    """Teacher vectors and frozen-prefix states for `texts`; returns (teacher seconds, total seconds)."""
+    started = time.perf_counter()
+    scorer.embed(texts)
+    teacher_s = time.perf_counter() - started
+    if prefix is not None:
+        prefix.fill(texts)
+    return teacher_s, time.perf_counter() - started
+
+
 def _agreed(value: float, world: int) -> float:
     """The slowest rank's figure, so every rank plans the same schedule."""
     if world == 1:
@@ -231,23 +242,22 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     if rank == 0 and not run.best.exists():
         run.save_best(student)  # so a run stopped before its first evaluation still exports
     # What the frozen parts compute depends on the text alone: the teacher's vectors and the frozen blocks'
-    # states are computed once per distinct text this run will see, in large length-sorted batches.
-    upcoming = [p for s in range(step, plan.planned) for p in sampler.batch(s)]
-    upcoming = list(dict.fromkeys(t for p in upcoming for t in (p.text_a, p.text_b)))
-    started = time.perf_counter()
-    scorer.embed(upcoming)
-    teacher_s = time.perf_counter() - started
+    # states are computed once per distinct text this run will see, in large length-sorted batches. With a
+    # budget, first for PROBE_STEPS steps only: the horizon is chosen after them (training/cache_plan.py).
+    horizon_at = step + PROBE_STEPS if plan.budget_s is not None and plan.planned - step > PROBE_STEPS else None
+    first_texts = batch_texts(sampler.batch(s) for s in range(step, horizon_at or plan.planned))
+    teacher_s, fill_s = _fill_caches(scorer, prefix, first_texts)
+    filled, fill_per_text = set(first_texts), fill_s / max(1, len(first_texts))
+    horizon: dict = {"probe_steps": PROBE_STEPS if horizon_at else None, "fill_s_per_text": fill_per_text}
     if prefix is not None:  # dev texts too: in-loop evaluations then cost only the adapted blocks
-        added = prefix.fill(upcoming + eval_texts(data.dev))
-        logger.info(
-            "teacher vectors for %d texts in %.1fs; prefix cache: %d new texts (%d cached, %.0f MB) in %.1fs",
-            len(upcoming),
-            teacher_s,
-            added,
-            len(prefix),
-            prefix.nbytes / 2**20,
-            prefix.seconds_filling,
-        )
+        prefix.fill(eval_texts(data.dev))
+    logger.info(
+        "caches for %d training texts in %.1fs (teacher %.1fs)%s",
+        len(first_texts),
+        fill_s,
+        teacher_s,
+        f"; prefix cache {len(prefix)} texts, {prefix.nbytes / 2**20:.0f} MB" if prefix is not None else "",
+    )
     eval_s = 0.0
     if cfg.run.full_report:
         started = time.perf_counter()
@@ -291,6 +301,21 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
                 best = dev["primary"]
                 run.save_best(student)
             student.train()
+        if step == horizon_at:  # the speeds are measured: fill the caches only for the steps that fit
+            step_s = _agreed(typical_step_s(step_times), world)
+            elapsed = _agreed(time.perf_counter() - phase_started, world)
+            counts = new_text_counts((sampler.batch(s) for s in range(step, plan.planned)), filled)
+            left_s, every = plan.budget_s - elapsed, cfg.run.eval_every
+            fits = affordable_steps(counts, fill_per_text, step_s, left_s, _agreed(eval_s, world), every)
+            why = f"caches and training fit the budget at {fill_per_text * 1e3:.1f} ms a text, {step_s:.2f} s a step"
+            if plan.shrink_to(int(-_agreed(-(step + fits), world)), step, why):  # the fewest steps of any rank
+                bar.total = plan.planned
+            rest = [t for t in batch_texts(sampler.batch(s) for s in range(step, plan.planned)) if t not in filled]
+            more_teacher_s, more_fill_s = _fill_caches(scorer, prefix, rest)
+            teacher_s, fill_s = teacher_s + more_teacher_s, fill_s + more_fill_s
+            filled.update(rest)
+            horizon.update(steps=plan.planned, texts_filled=len(filled))
+            logger.info("caches for %d more texts in %.1fs: the plan is %d steps", len(rest), more_fill_s, plan.planned)
         if (step - first_step) % REPLAN_EVERY == 0:  # on every rank alike: the same plan everywhere
             step_s = _agreed(typical_step_s(step_times), world)
             elapsed = _agreed(time.perf_counter() - phase_started, world)
@@ -323,6 +348,8 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
             "prefix_cache_texts": len(prefix) if prefix else 0,
             "prefix_cache_fill_s": prefix.seconds_filling if prefix else 0.0,
             "teacher_precompute_s": teacher_s,
+            "cache_fill_s": fill_s,
+            "cache_horizon": horizon,
             "student_phase_s": time.perf_counter() - phase_started,
         },
     }
@@ -335,20 +362,23 @@ def distill(cfg: TrainConfig, prepared: tuple[TeacherScorer, TaskData, dict] | N
     report["distilled"] = evaluate_all(encode, data.dev)
     thresholds = thresholds_from(report["distilled"])
     if cfg.run.full_report:
-        report.update(_test_report(student, encode, scorer, data, report, thresholds))
+        report.update(_test_report(student, encode, scorer, data, report, thresholds, cfg.run.test_zero_shot))
     scorer.save_cache()
     run.write_json("metrics.json", {**report, "training": training})
     result.metrics, result.thresholds = report, thresholds
     return result
 
 
-def _test_report(student, encode, scorer: TeacherScorer, data: TaskData, report: dict, thresholds: dict) -> dict:
+def _test_report(
+    student, encode, scorer: TeacherScorer, data: TaskData, report: dict, thresholds: dict, zero_shot: bool = True
+) -> dict:
     """Each model on the test sets, at the thresholds chosen on its own dev results."""
-    return {
-        "test_zero_shot": _zero_shot(student, encode, data.test, thresholds_from(report["zero_shot"])),
-        "test_teacher": evaluate_all(scorer.embed, data.test, thresholds_from(report["teacher"])),
-        "test_distilled": evaluate_all(encode, data.test, thresholds),
-    }
+    out = {}
+    if zero_shot:
+        out["test_zero_shot"] = _zero_shot(student, encode, data.test, thresholds_from(report["zero_shot"]))
+    out["test_teacher"] = evaluate_all(scorer.embed, data.test, thresholds_from(report["teacher"]))
+    out["test_distilled"] = evaluate_all(encode, data.test, thresholds)
+    return out
 
 
 def _zero_shot(student: StudentEncoder, encode, sets: list, thresholds: dict[str, float] | None = None) -> dict:

@@ -69,6 +69,16 @@ class StepPlan:
         self.planned, self.resized_at = new, step
         return True
 
+    def shrink_to(self, steps: int, step: int, why: str) -> bool:
+        """Shrink the plan to `steps` (never below step + 1, never up). Returns True when it changed."""
+        new = max(step + 1, steps)
+        if new >= self.planned:
+            return False
+        logger.warning("step plan %d -> %d: %s (a faster machine trains the configured %d steps)",
+                       self.planned, new, why, self.configured)
+        self.planned, self.resized_at = new, step
+        return True
+
     def record(self, steps_run: int) -> dict:
         """What metrics.json and the model card say about the schedule."""
         return {
