@@ -30,6 +30,12 @@ COLUMNS = ("primary", "banking77/r@1", "banking77/mrr@10", "mqp/f1", "mqp/roc_au
 def tune(
     config: str, variants: list[str], common: list[str], seeds: list[int], work_dir: Path, log_path: Path
 ) -> list[dict]:
+    # Every row reads the config as it was when the round started: an edit to the YAML mid-round (a new key
+    # this process's code does not know) must not change or break the rows still to come.
+    work_dir.mkdir(parents=True, exist_ok=True)
+    snapshot = work_dir / "base-config.yaml"
+    snapshot.write_text(Path(config).read_text())
+    config = str(snapshot)
     base = load_config(config, [*common, f"run.output_dir={work_dir / 'shared'}", "run.full_report=false"])
     run = RunDir(base.run.output_dir)
     prepared = prepare_teacher(base, run, choose_device(base.run.device, False))
@@ -71,7 +77,7 @@ def tune(
             done.append(row)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log_path.write_text(json.dumps(log, indent=2))
-    render(log, log_path.with_suffix(".md"))
+            render(log, log_path.with_suffix(".md"))  # after every row: a round cut short keeps its table
     return done
 
 
