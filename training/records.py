@@ -35,7 +35,9 @@ def _cpu() -> str:
 def refuse_resumed(output_dir: Path, resume: bool) -> str | None:
     """Why a run cannot be recorded, or None. A record's wall time and steps describe one training from
     scratch: a run that resumes a checkpoint would record the time of its tail only."""
-    checkpoint = Path(output_dir) / "checkpoint.pt"
+    from training.runs import CHECKPOINT  # torch-free callers (report rendering) import this module too
+
+    checkpoint = Path(output_dir) / CHECKPOINT
     if resume and checkpoint.exists():
         return (
             f"{checkpoint} exists, so this run would resume it and its record would time only the rest. "

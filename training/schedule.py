@@ -53,21 +53,11 @@ class StepPlan:
         if self.budget_s is None or step >= self.planned or step_s <= 0:
             return False
         left_s = self.budget_s - elapsed_s - evals_left * eval_s
-        fits = step + max(0, int(left_s / step_s))
-        if fits >= self.planned:
-            return False
-        new = max(step + 1, fits)
-        logger.warning(
-            "step plan %d -> %d: %.2f s/step would overrun optim.max_minutes=%.1f; the schedule is resized so "
-            "warmup and decay still complete (a faster machine trains the configured %d steps)",
-            self.planned,
-            new,
-            step_s,
-            self.budget_s / 60,
-            self.configured,
+        why = (
+            f"{step_s:.2f} s/step would overrun optim.max_minutes={self.budget_s / 60:.1f}; the schedule is resized "
+            "so warmup and decay still complete"
         )
-        self.planned, self.resized_at = new, step
-        return True
+        return self.shrink_to(step + max(0, int(left_s / step_s)), step, why)
 
     def shrink_to(self, steps: int, step: int, why: str) -> bool:
         """Shrink the plan to `steps` (never below step + 1, never up). Returns True when it changed."""
