@@ -40,7 +40,18 @@ def _triplets(units: list[tuple[Pair, ...]]) -> list[list[str]]:
 def finetune_teacher(
     model: SentenceTransformer, units: list[tuple[Pair, ...]], cfg: TeacherConfig, seed: int, bf16: bool = False
 ) -> None:
-    """MultipleNegativesRankingLoss with the mined hard negative: fits anchor/positive/hard-negative data."""
+    """MultipleNegativesRankingLoss with the mined hard negative: fits anchor/positive/hard-negative data.
+
+    The fine-tune draws its dropout masks from its own torch stream seeded by `seed`, so the teacher does not
+    depend on how many random numbers the caller drew first (the student's LoRA init differs by preset)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        _finetune(model, units, cfg, seed, bf16)
+
+
+def _finetune(
+    model: SentenceTransformer, units: list[tuple[Pair, ...]], cfg: TeacherConfig, seed: int, bf16: bool
+) -> None:
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     rng = random.Random(seed)
