@@ -47,7 +47,8 @@ def refuse_resumed(output_dir: Path, resume: bool) -> str | None:
 
 
 def run_record(metrics: dict[str, Any], training: dict[str, Any], wall_s: float, command: str, config: dict) -> dict:
-    """The test metrics of teacher and student (dev thresholds applied unchanged), time and schedule."""
+    """The test metrics of teacher and student (dev thresholds applied unchanged), their dev metrics (what the
+    run chose on), time and schedule."""
     schedule = training["schedule"]
     return {
         "command": command,
@@ -63,6 +64,8 @@ def run_record(metrics: dict[str, Any], training: dict[str, Any], wall_s: float,
         "test_teacher": metrics.get("test_teacher", {}),
         "test_student": metrics.get("test_distilled", {}),
         "test_zero_shot": metrics.get("test_zero_shot", {}),
+        "dev_teacher": metrics.get("teacher", {}),
+        "dev_student": metrics.get("distilled", {}),
         "config": config,
     }
 

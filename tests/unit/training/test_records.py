@@ -11,6 +11,8 @@ def _record(student_r1: float, completed: bool = True) -> dict:
     metrics = {
         "test_teacher": {"banking77/r@1": 0.766, "mqp/f1": 0.75},
         "test_distilled": {"banking77/r@1": student_r1, "mqp/f1": 0.76},
+        "teacher": {"mqp/f1": 0.79},
+        "distilled": {"mqp/f1": 0.81},
     }
     training = {"schedule": {"steps_run": 600, "planned": 600, "configured": 600, "schedule_completed": completed}}
     return run_record(metrics, training, 840.0, "flipmatch distill --record default_run", {"optim": {}})
@@ -23,6 +25,8 @@ def test_record_lands_in_results_and_renders_the_readme_table(tmp_path):
     save_record("default_run", _record(0.751), results, readme)
     data = json.loads(results.read_text())
     assert data["runs"] == [1] and data["default_run"]["steps_run"] == 600  # other keys kept
+    assert data["default_run"]["dev_student"] == {"mqp/f1": 0.81}
+    assert data["default_run"]["dev_teacher"] == {"mqp/f1": 0.79}
     text = readme.read_text()
     assert "old table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert "| 0.766 | 0.751 | 14.0 min | 600 / 600 (600) | yes |" in text
