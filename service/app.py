@@ -52,7 +52,7 @@ def _load_encoder(settings: ServiceSettings) -> TextEncoder:
     from service.engine.encoder import load_encoder  # torch is imported here, not when the app module loads
 
     return load_encoder(settings.model_path, device=settings.device, dtype=settings.dtype,
-                        cpu_threads=settings.threads())
+                        cpu_threads=settings.threads(), packing=settings.batching.packing)
 
 
 def _open_store(settings: ServiceSettings) -> CorpusStore:
@@ -123,10 +123,12 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
         engine = EmbeddingEngine(loaded, max_batch_tokens=b.max_batch_tokens, max_batch_size=b.max_batch_size,
                                  max_wait_ms=b.max_wait_ms, max_queue=b.max_queue, max_text_chars=lim.max_text_chars,
                                  truncate=lim.truncate, metrics=state.metrics, cache=cache,
-                                 batch_overhead_tokens=b.overhead_tokens(info.device, info.batch_overhead_tokens))
+                                 batch_overhead_tokens=b.overhead_tokens(info.device, info.batch_overhead_tokens),
+                                 max_packed_tokens=b.max_packed_tokens, forward_workers=b.forward_workers)
         await engine.start()
         state.metrics.model_info.labels(info.model, info.device, info.dtype, str(info.dimension),
-                                        str(info.threads or ""), info.selection).set(1)
+                                        str(info.threads or ""), str(engine.forward_workers), str(info.packed).lower(),
+                                        info.selection).set(1)
         state.engine = engine
         state.readiness.engine_started = True
 

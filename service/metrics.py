@@ -38,7 +38,8 @@ class Metrics:
             "flipmatch_batch_size", "Texts per forward pass.", buckets=_SIZE_BUCKETS, registry=r
         )
         self.batch_tokens = Histogram(
-            "flipmatch_batch_tokens", "Padded tokens per forward pass.", buckets=_TOKEN_BUCKETS, registry=r
+            "flipmatch_batch_tokens", "Tokens per forward pass, padding included (packed passes have none).",
+            buckets=_TOKEN_BUCKETS, registry=r,
         )
         self.batch_failures = Counter(
             "flipmatch_batch_failures_total", "Forward passes that raised, by exception type.", ["reason"],
@@ -70,9 +71,10 @@ class Metrics:
             "flipmatch_truncated_texts_total", "Texts truncated to the character or token limit.", registry=r
         )
         self.model_info = Gauge(
-            "flipmatch_model_info", "The served model and how its dtype and forward threads were chosen "
-            "(selection: requested or measured by the start-up calibration). Value is always 1.",
-            ["model", "device", "dtype", "dimension", "threads", "selection"], registry=r,
+            "flipmatch_model_info", "The served model and how its dtype, threads per forward pass and concurrent "
+            "passes (workers) were chosen (selection: requested or measured by the start-up calibration); packed: "
+            "passes run unpadded. Value is always 1.",
+            ["model", "device", "dtype", "dimension", "threads", "workers", "packed", "selection"], registry=r,
         )
         self.cache_hits = Counter(
             "flipmatch_query_cache_hits_total", "Texts answered from the query embedding cache.", registry=r

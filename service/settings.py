@@ -43,6 +43,24 @@ class BatchingSettings(_Section):
     max_queue: int = Field(
         1024, ge=1, description="Texts waiting for a forward pass; beyond it requests get 429 + Retry-After."
     )
+    packing: bool = Field(
+        True,
+        description="On CPU, run each forward pass's texts as one unpadded row (positions restart per text), "
+        "where the model keeps packed texts apart: checked against padded passes when the model loads "
+        "(/v1/info -> compute.packed); a model that fails the check keeps padded batches. No effect on CUDA.",
+    )
+    forward_workers: int | None = Field(
+        None,
+        ge=1,
+        description="Forward passes that run at once. None: on CPU, the start-up calibration's choice (cores / "
+        "threads per pass, shown in /v1/info); 1 on CUDA.",
+    )
+    max_packed_tokens: int = Field(
+        384,
+        ge=1,
+        description="Tokens per packed forward pass. A packed row's attention grows with its square, so very long "
+        "rows lose what packing saves; a text longer than this still gets a pass of its own.",
+    )
 
     def overhead_tokens(self, device: str, measured: float | None = None) -> float:
         """batch_overhead_tokens if set, else the calibration's fitted value, else the default for the device."""

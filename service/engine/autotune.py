@@ -10,6 +10,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -57,11 +58,15 @@ def measure(
     rounds: int = 3,
     budget_s: float = 5.0,
     clock: Callable[[], float] = time.perf_counter,
+    pass_shape: Callable[[Sequence[Any]], tuple[int, int]] | None = None,
 ) -> tuple[list[Measurement], dict[str, ProbeEncoder]]:
     """Time every candidate that passes parity on each of `timed_batches`, up to `rounds` times, interleaved (c1,
-    c2, ..., c1, c2, ...) so a drift of the machine touches every candidate alike; median per batch. Rounds stop
+    c2, ..., c1, c2, ...) so a drift of the machine touches every candidate alike; median per batch. The first
+    batch is timed alone (a lone request's latency); each later one as `candidate.workers` passes at once, its
+    time being the wall time over the workers (time per pass when every worker is busy: throughput). Rounds stop
     early once the timing has used `budget_s` (at least one round always runs): on a crowded machine start-up
-    must not stall. Returns the measurements and the built encoders by dtype (the caller keeps the chosen one)."""
+    must not stall. `pass_shape`: the (rows, width) a batch's forward pass runs, for the cost-model fit (default:
+    padded rows). Returns the measurements and the built encoders by dtype (the caller keeps the chosen one)."""
     encoders: dict[str, ProbeEncoder] = {}
     cosines: dict[str, float] = {}
     for dtype in dict.fromkeys(c.dtype for c in candidates):
@@ -69,12 +74,27 @@ def measure(
         cosines[dtype] = min_cosine(encoders[dtype].encode(parity_batch), reference)
         logger.info("calibration parity dtype=%s min_cosine=%.5f", dtype, cosines[dtype])
     timed = [c for c in candidates if cosines[c.dtype] >= PARITY_MIN_COSINE[c.dtype]]
-    shapes = tuple((len(b), max(_width(t) for t in b)) for b in timed_batches)
+    shapes = tuple((pass_shape or padded_shape)(b) for b in timed_batches)
     samples: dict[Candidate, list[list[float]]] = {c: [[] for _ in timed_batches] for c in timed}
+    pool = ThreadPoolExecutor(max(c.workers for c in timed), thread_name_prefix="calibration") if timed else None
+
+    def passes(candidate: Candidate, batch: Sequence[Any], count: int) -> None:
+        """`count` passes of `batch` at once, each on its own thread with the candidate's thread count."""
+        def one() -> None:
+            set_threads(candidate.threads)  # torch's thread count is per OS thread once that thread has run
+            encoders[candidate.dtype].encode(batch)
+
+        if count == 1:
+            one()
+        else:
+            assert pool is not None
+            for future in [pool.submit(one) for _ in range(count)]:
+                future.result()
+
     for candidate in timed:  # warm-up: first-call allocations and lazy kernels per thread count
         set_threads(candidate.threads)
-        for batch in timed_batches:
-            encoders[candidate.dtype].encode(batch)
+        for i, batch in enumerate(timed_batches):
+            passes(candidate, batch, 1 if i == 0 else candidate.workers)
     timing_started = clock()
     for round_ in range(rounds):
         if round_ and clock() - timing_started > budget_s:
@@ -84,9 +104,12 @@ def measure(
         for candidate in timed:
             set_threads(candidate.threads)
             for i, batch in enumerate(timed_batches):
+                count = 1 if i == 0 else candidate.workers
                 batch_started = clock()
-                encoders[candidate.dtype].encode(batch)
-                samples[candidate][i].append(clock() - batch_started)
+                passes(candidate, batch, count)
+                samples[candidate][i].append((clock() - batch_started) / count)
+    if pool is not None:
+        pool.shutdown()
     measurements = []
     for candidate in candidates:
         if candidate in samples:
@@ -99,5 +122,6 @@ def measure(
     return measurements, encoders
 
 
-def _width(item: Any) -> int:
-    return int(getattr(item, "n_tokens", 1))
+def padded_shape(batch: Sequence[Any]) -> tuple[int, int]:
+    """(rows, width) of a padded pass: one row per text, padded to the longest."""
+    return len(batch), max(int(getattr(item, "n_tokens", 1)) for item in batch)

@@ -2,7 +2,8 @@
 
 It knows "a function that encodes a batch of payloads", never torch or HTTP. The queue is bounded (Overloaded when
 full); each drained window is split into batches of similar length at the least modelled cost (padded tokens plus a
-per-pass overhead), within a padded-token budget and a count; a text whose future was cancelled (client gone) is
+per-pass overhead), within a padded-token budget and a count, or, when the encoder packs a pass's texts into one
+unpadded row, into the fewest passes within a packed-token budget; a text whose future was cancelled (client gone) is
 dropped before compute; a failing batch fails only its own futures and the loop keeps serving.
 """
 
@@ -70,7 +71,32 @@ def plan_batches(
     return batches[::-1]
 
 
-@dataclass
+def plan_packed(lengths: Sequence[int], *, max_pass_tokens: int, max_batch_size: int) -> list[list[int]]:
+    """Split item indices, in arrival order, into packed passes (one unpadded row each).
+
+    A packed pass costs about a fixed overhead plus its token count, so fewer passes are always cheaper; its
+    attention grows with the square of the row, hence `max_pass_tokens`. The passes are the fewest the budget and
+    `max_batch_size` allow, filled to about equal sizes (two half passes finish sooner on average than a full one
+    and a sliver). An item alone over the budget gets a pass of its own."""
+    n = len(lengths)
+    if n == 0:
+        return []
+    total = sum(lengths)
+    passes = max(-(-total // max_pass_tokens), -(-n // max_batch_size))
+    target = total / passes
+    batches: list[list[int]] = [[]]
+    tokens = 0
+    for i, length in enumerate(lengths):
+        current = batches[-1]
+        if current and (tokens + length > max_pass_tokens or len(current) >= max_batch_size or tokens >= target):
+            batches.append([])
+            tokens = 0
+        batches[-1].append(i)
+        tokens += length
+    return batches
+
+
+@dataclass(eq=False)
 class _Pass:
     """A forward pass handed to the worker: its texts and the future of (outputs, seconds)."""
 
@@ -79,7 +105,8 @@ class _Pass:
 
 
 class DynamicBatcher:
-    """Runs on the event loop; the forward pass runs on one dedicated worker thread (passes never overlap)."""
+    """Runs on the event loop; forward passes run on `workers` dedicated threads. A new pass is drained from the
+    queue only when a worker is free, so while all are busy the queue grows into the next, larger pass."""
 
     def __init__(
         self,
@@ -90,9 +117,19 @@ class DynamicBatcher:
         max_wait_ms: float,
         max_queue: int,
         batch_overhead_tokens: float = 32.0,
+        max_packed_tokens: int | None = None,
+        workers: int = 1,
+        thread_init: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        """`max_packed_tokens`: the encoder packs each pass into one unpadded row; plan by `plan_packed` with this
+        budget (None: padded passes, planned by `plan_batches`). `workers`: passes that may run at once (on a
+        2-core CPU, two 1-thread passes did 1.6x the texts/s of one 2-thread pass; docs/performance.md).
+        `thread_init` runs once on each worker thread (the encoder's per-thread setup)."""
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self._encode_batch = encode_batch
+        self._max_packed_tokens = max_packed_tokens
         self._batch_overhead_tokens = batch_overhead_tokens
         self._max_batch_tokens = max_batch_tokens
         self._max_batch_size = max_batch_size
@@ -105,13 +142,21 @@ class DynamicBatcher:
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._unfinished: list[PendingText] = []  # drained from the queue, not yet answered
+        self._unfinished: set[_Pass] = set()  # drained from the queue, not yet answered
+        self._answering: set[asyncio.Task[None]] = set()  # one per unfinished pass (a reference keeps it alive)
         self._last_drained = 0  # texts the previous round took: the adaptive window's target
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flipmatch-forward")
+        self._workers = workers
+        self._free = asyncio.Semaphore(workers)  # a worker can take a pass; taken before draining
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flipmatch-forward",
+                                            initializer=thread_init)
 
     @property
     def depth(self) -> int:
         return self._depth
+
+    @property
+    def workers(self) -> int:
+        return self._workers
 
     async def start(self) -> None:
         if self._task is None:
@@ -126,11 +171,13 @@ class DynamicBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        for item in [*self._unfinished, *self._queue]:
+        for task in list(self._answering):
+            task.cancel()
+        for item in [*(i for p in self._unfinished for i in p.items), *self._queue]:
             if not item.future.done():
                 item.future.set_exception(NotReady("the service is shutting down; retry on another replica"))
         self._queue.clear()
-        self._unfinished = []
+        self._unfinished = set()
         self._set_depth(0)
         # A forward pass may still be running on the worker: wait for it off the loop.
         await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -182,6 +229,8 @@ class DynamicBatcher:
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            await self._free.acquire()  # drain only for a free worker: meanwhile the queue grows into a batch
+            self._free.release()
             # Coalescing window: the oldest text waits at most max_wait for others to join, and only while
             # fewer texts wait than the last round drained: a lone text after a lone round (no concurrent
             # traffic) goes at once, and under steady load the window ends as soon as last round's clients
@@ -198,29 +247,27 @@ class DynamicBatcher:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except TimeoutError:
                     break
-            drained = self._unfinished = list(self._queue)
+            drained = list(self._queue)
             self._last_drained = len(drained)
             self._queue.clear()
             self._queued_tokens = 0
-            plan = plan_batches(
-                [item.n_tokens for item in drained],
-                max_batch_tokens=self._max_batch_tokens,
-                max_batch_size=self._max_batch_size,
-                batch_overhead_tokens=self._batch_overhead_tokens,
-            )
-            # One pass queued ahead: the worker starts the next pass the moment one ends, instead of idling
-            # until this loop has answered the finished pass's requests (at concurrency 32 that wait left the
-            # forward thread idle ~30% of the time). Texts are checked for cancelled clients when their pass is
-            # queued, one pass before it runs.
-            ahead: _Pass | None = None
-            for group in plan:
+            # Every pass of the plan goes to the workers at once: those texts are drained, waiting cannot grow
+            # them, and a worker that finishes one starts the next without a round trip through this loop.
+            # Texts are checked for cancelled clients when their pass is queued, before it runs.
+            for group in self._plan([item.n_tokens for item in drained]):
                 queued = self._queue_pass([drained[i] for i in group], loop)
-                if ahead is not None:
-                    await self._finish_pass(ahead)
-                ahead = queued
-            if ahead is not None:
-                await self._finish_pass(ahead)
-            self._unfinished = []
+                if queued is not None:
+                    await self._free.acquire()
+                    self._unfinished.add(queued)
+                    task = loop.create_task(self._finish_pass(queued))
+                    self._answering.add(task)
+                    task.add_done_callback(self._answering.discard)
+
+    def _plan(self, lengths: list[int]) -> list[list[int]]:
+        if self._max_packed_tokens is not None:
+            return plan_packed(lengths, max_pass_tokens=self._max_packed_tokens, max_batch_size=self._max_batch_size)
+        return plan_batches(lengths, max_batch_tokens=self._max_batch_tokens, max_batch_size=self._max_batch_size,
+                            batch_overhead_tokens=self._batch_overhead_tokens)
 
     def _timed_encode(self, payloads: list[Any]) -> tuple[Sequence[Any], float]:
         started = time.perf_counter()  # on the worker: the pass itself, not its wait in the queue
@@ -238,8 +285,18 @@ class DynamicBatcher:
         return _Pass(live, result)
 
     async def _finish_pass(self, queued: _Pass) -> None:
+        try:
+            await self._answer(queued)
+        finally:
+            self._unfinished.discard(queued)
+            self._free.release()
+
+    async def _answer(self, queued: _Pass) -> None:
         live = queued.items
-        padded_tokens = len(live) * max(item.n_tokens for item in live)
+        if self._max_packed_tokens is not None:
+            padded_tokens = sum(item.n_tokens for item in live)  # one row, no padding
+        else:
+            padded_tokens = len(live) * max(item.n_tokens for item in live)
         try:
             outputs, elapsed = await queued.result
             if len(outputs) != len(live):

@@ -83,15 +83,19 @@ class Candidate:
     """One CPU configuration the start-up calibration times."""
 
     dtype: str
-    threads: int
+    threads: int  # per forward pass
+    workers: int = 1  # forward passes at once
 
     def __str__(self) -> str:
-        return f"{self.dtype}/{self.threads}t"
+        return f"{self.dtype}/{self.threads}t" + (f"x{self.workers}" if self.workers > 1 else "")
 
 
-def cpu_candidates(*, dtype: str, threads: int | None, cores: int, cpu_flags: frozenset[str]) -> list[Candidate]:
+def cpu_candidates(*, dtype: str, threads: int | None, cores: int, cpu_flags: frozenset[str],
+                   workers: int | None = None) -> list[Candidate]:
     """What to time on CPU. `dtype`: "auto", an explicit dtype (then only that one), or "int8" (opt-in: int8
-    joins the auto candidates and wins only if it keeps parity). `threads`: None means measure 1 and all cores."""
+    joins the auto candidates and wins only if it keeps parity). `threads`: None means measure 1 and all cores.
+    Each thread count runs `workers` passes at once (None: as many as fill the cores, cores // threads): one
+    all-core pass, or one 1-thread pass per core."""
     if dtype == "auto" or dtype == "int8":
         dtypes = ["float32", "bfloat16"]
         if "avx512_fp16" in cpu_flags:
@@ -101,7 +105,7 @@ def cpu_candidates(*, dtype: str, threads: int | None, cores: int, cpu_flags: fr
     else:
         dtypes = [dtype]
     counts = [threads] if threads else sorted({1, max(1, cores)})
-    return [Candidate(d, n) for d in dtypes for n in counts]
+    return [Candidate(d, n, workers or max(1, cores // n)) for d in dtypes for n in counts]
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,8 @@ class Measurement:
     """Timings of one candidate: median seconds of each probe shape, and its worst cosine to the reference."""
 
     candidate: Candidate
-    shapes: tuple[tuple[int, int], ...]  # (texts, padded width) of each timed batch
-    seconds: tuple[float, ...]  # median seconds per forward pass, one per shape
+    shapes: tuple[tuple[int, int], ...]  # (rows, width) of each timed batch's forward pass
+    seconds: tuple[float, ...]  # median seconds per forward pass, one per shape (see autotune.measure)
     min_cosine: float
 
     @property
@@ -119,7 +123,8 @@ class Measurement:
 
     @property
     def total_seconds(self) -> float:
-        """The score: one pass of every probe shape (a lone text plus a full batch: latency and throughput)."""
+        """The score: one pass of every probe shape (a lone text's latency plus a batch's time per pass with
+        every worker busy: latency and throughput)."""
         return sum(self.seconds)
 
 
@@ -161,7 +166,8 @@ class Choice:
 
 def select(measurements: Sequence[Measurement], *, margin: float = 0.05) -> Choice:
     """The fastest candidate that passes parity. Timings within `margin` of the fastest count as a tie, broken
-    toward exact arithmetic, then fewer threads (less to lose when other work shares the cores). Raises
+    toward exact arithmetic, then fewer threads per pass (more passes at once; less to lose when other work shares
+    the cores). Raises
     ConfigError when nothing passes."""
     passing = [m for m in measurements if m.passes]
     if not passing:
@@ -172,7 +178,7 @@ def select(measurements: Sequence[Measurement], *, margin: float = 0.05) -> Choi
     best = min(tied, key=lambda m: (_EXACTNESS[m.candidate.dtype], m.candidate.threads, m.total_seconds))
     failed = [str(m.candidate) for m in measurements if not m.passes]
     reason = (f"measured: {best.candidate} took {1000 * best.total_seconds:.1f} ms per probe set; fastest passing "
-              f"was {1000 * fastest:.1f} ms (ties within {margin:.0%} go to exact dtypes, fewer threads)"
+              f"was {1000 * fastest:.1f} ms (ties within {margin:.0%} go to exact dtypes, fewer threads per pass)"
               + (f"; failed parity: {', '.join(failed)}" if failed else ""))
     return Choice(best.candidate, reason, fit_cost_model(best.shapes, best.seconds), tuple(measurements))
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
 from service.engine.artifact import ArtifactSpec, DenseSpec, read_artifact, resolve_model_path
-from service.engine.autotune import CALIBRATION_TEXTS, measure
+from service.engine.autotune import CALIBRATION_TEXTS, measure, min_cosine, padded_shape
 from service.engine.device import (
     PARITY_MIN_COSINE,
     Candidate,
@@ -40,6 +40,10 @@ from service.engine.reranker import PARITY_MAX_DIFF, MatchReranker, read_match_h
 from service.errors import ArtifactError, ConfigError
 
 logger = logging.getLogger(__name__)
+
+# Packed and padded passes do the same arithmetic in another layout; a model whose attention crosses the packed
+# texts' boundaries lands far below this.
+PACKING_MIN_COSINE = 0.999
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                  "int8": torch.float32}  # int8: loaded in float32, then quantized (engine/quantize.py)
@@ -67,7 +71,7 @@ class Encoder:
     """Thread-safety: `tokenize` and `encode` may run on different threads; `encode` calls are serialized by the
     batcher's single worker thread."""
 
-    def __init__(self, spec: ArtifactSpec, placement: Placement, dtype: str) -> None:
+    def __init__(self, spec: ArtifactSpec, placement: Placement, dtype: str, *, packing: bool = True) -> None:
         self.spec = spec
         self.device = placement.device
         self.dtype = dtype
@@ -85,10 +89,12 @@ class Encoder:
             from service.engine.quantize import quantize_int8
 
             self.model = quantize_int8(self.model, self._collate(self.tokenize(CALIBRATION_TEXTS)))
+        # CPU only: measured there (docs/performance.md); on CUDA padding is cheap and packing is unmeasured.
+        self.packed = packing and self.device == "cpu" and self._packing_reproduces_padding()
         self._info = EncoderInfo(
             model=spec.name, dimension=self.dimension, device=self.device, dtype=dtype,
             max_seq_length=self.max_seq_length, fingerprint=spec.fingerprint,
-            match_threshold=spec.card.match_threshold,
+            match_threshold=spec.card.match_threshold, packed=self.packed,
         )
 
     @property
@@ -97,13 +103,14 @@ class Encoder:
 
     def record_choice(self, choice: Choice, *, seconds: float, selection: str) -> None:
         """Put the start-up calibration's decision into `info` (for /v1/info and flipmatch_model_info)."""
-        rows = tuple(CalibrationRow(dtype=m.candidate.dtype, threads=m.candidate.threads,
+        rows = tuple(CalibrationRow(dtype=m.candidate.dtype, threads=m.candidate.threads, workers=m.candidate.workers,
                                     ms=tuple(1000 * s for s in m.seconds if s != float("inf")),  # inf: not timed
                                     min_cosine=m.min_cosine, passed=m.passes)
                      for m in choice.measurements)
         cost = choice.cost_model
         self._info = dataclasses.replace(
-            self._info, threads=choice.candidate.threads, selection=selection, reason=choice.reason,
+            self._info, threads=choice.candidate.threads, forward_workers=choice.candidate.workers,
+            selection=selection, reason=choice.reason,
             calibration=rows, calibration_seconds=seconds,
             batch_overhead_tokens=cost.overhead_tokens if cost is not None else None)
 
@@ -173,11 +180,40 @@ class Encoder:
             index = width - 1 - mask.flip(1).int().argmax(dim=1)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
 
-    @torch.inference_mode()
-    def encode(self, batch: Sequence[TokenizedText]) -> np.ndarray:
+    def _pack(self, batch: Sequence[TokenizedText]) -> dict[str, torch.Tensor]:
+        """All texts in one row, no padding; positions restart at 0 for each text, which is how transformers'
+        causal masks tell packed sequences apart (attention stays within each text)."""
+        features = {
+            "input_ids": torch.tensor([i for t in batch for i in t.ids], dtype=torch.long).unsqueeze(0),
+            "position_ids": torch.cat([torch.arange(t.n_tokens) for t in batch]).unsqueeze(0),
+        }
+        if self._accepts_type_ids and batch[0].type_ids is not None:
+            features["token_type_ids"] = torch.tensor([i for t in batch for i in t.type_ids or ()]).unsqueeze(0)
+        return features
+
+    def _pool_packed(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """hidden (T, H) float32 of texts laid end to end with `lengths` -> (B, H)."""
+        ends = lengths.cumsum(0)
+        if self.spec.pooling == "mean":
+            segment = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+            sums = torch.zeros(len(lengths), hidden.shape[1], dtype=hidden.dtype).index_add_(0, segment, hidden)
+            return sums / lengths.unsqueeze(1).to(hidden.dtype)
+        if self.spec.pooling == "cls":
+            return hidden[ends - lengths]
+        return hidden[ends - 1]  # lasttoken
+
+    def _pooled(self, batch: Sequence[TokenizedText], *, packed: bool) -> torch.Tensor:
+        if packed:
+            hidden = self.model(**self._pack(batch)).last_hidden_state[0].float()  # (T, H)
+            return self._pool_packed(hidden, torch.tensor([t.n_tokens for t in batch]))
         features = self._collate(batch)
         hidden = self.model(**features).last_hidden_state.float()  # (B, T, H)
-        pooled = self._pool(hidden, features["attention_mask"])  # (B, H)
+        return self._pool(hidden, features["attention_mask"])
+
+    @torch.inference_mode()
+    def encode(self, batch: Sequence[TokenizedText], *, packed: bool | None = None) -> np.ndarray:
+        """(B, D) float32. Packed (the default where the load-time check passed) or padded."""
+        pooled = self._pooled(batch, packed=self.packed if packed is None else packed)  # (B, H)
         for (weight, bias), activation in self._dense:
             pooled = F.linear(pooled, weight, bias)
             if activation == "tanh":
@@ -185,6 +221,33 @@ class Encoder:
         if self.spec.normalize:
             pooled = F.normalize(pooled, p=2, dim=-1)
         return pooled.cpu().numpy().astype(np.float32, copy=False)
+
+    def prepare_thread(self) -> None:
+        """Run once on each forward worker thread: torch's thread count is kept per OS thread."""
+        if self.device == "cpu" and self._info.threads:
+            set_threads(self._info.threads)
+
+    def pass_shape(self, batch: Sequence[TokenizedText]) -> tuple[int, int]:
+        """(rows, width) of the forward pass `encode` runs for `batch`: one row of all tokens when packed."""
+        if self.packed:
+            return 1, sum(t.n_tokens for t in batch)
+        return padded_shape(batch)
+
+    def _packing_reproduces_padding(self) -> bool:
+        """Whether packed passes give the padded passes' vectors, on texts of different lengths. A model whose
+        masks ignore the position restarts fails and keeps padded batches. transformers 5 builds packed-sequence
+        masks from position_ids for causal and bidirectional models alike (Llama, Gemma, BERT all pass)."""
+        if "position_ids" not in inspect.signature(self.model.forward).parameters:
+            return False
+        batch = self.tokenize(CALIBRATION_TEXTS)
+        try:
+            cosine = min_cosine(self.encode(batch, packed=True), self.encode(batch, packed=False))
+        except Exception:  # an architecture that rejects the packed layout: padded it is
+            logger.warning("packed forward failed; serving padded batches", exc_info=True)
+            return False
+        logger.info("packing check dtype=%s min_cosine=%.6f -> %s", self.dtype, cosine,
+                    "packed" if cosine >= PACKING_MIN_COSINE else "padded")
+        return cosine >= PACKING_MIN_COSINE
 
     def probe_cosines(self) -> np.ndarray:
         """Cosine between each flipmatch.json probe vector and this encoder's vector for the probe text."""
@@ -206,13 +269,14 @@ def set_threads(threads: int) -> None:
 
 
 def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", cpu_threads: int | None = 1,
-                 calibration_rounds: int = 3) -> Encoder:
+                 calibration_rounds: int = 3, packing: bool = True) -> Encoder:
     """Resolve, load and parity-check the encoder.
 
     On CPU the dtype (unless explicit) and the forward thread count (unless `cpu_threads` is given) are chosen by
     timing each candidate on a probe batch (`autotune.measure`, `device.select`); the same timings fit the
     batcher's cost model (`info.batch_overhead_tokens`). On CUDA the placement's dtypes are tried in order.
-    Fails loudly when no candidate reproduces the reference vectors."""
+    `packing`: on CPU, run each pass's texts as one unpadded row where the model keeps them apart (checked on load,
+    `info.packed`). Fails loudly when no candidate reproduces the reference vectors."""
     root = resolve_model_path(model_path)
     spec = read_artifact(root, name=root.name if Path(model_path).expanduser().is_dir() else model_path)
     cuda = torch.cuda.is_available()
@@ -220,11 +284,12 @@ def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", 
     placement = choose(device, dtype, cuda_available=cuda, cuda_bf16_supported=cuda and torch.cuda.is_bf16_supported(),
                        cpu_bf16_fast=cpu_has_fast_bf16(), cpu_fp16_native="avx512_fp16" in flags)
     if placement.device == "cpu":
-        return _calibrated(spec, dtype=dtype, threads=cpu_threads, flags=flags, rounds=calibration_rounds)
+        return _calibrated(spec, dtype=dtype, threads=cpu_threads, flags=flags, rounds=calibration_rounds,
+                           packing=packing)
     set_threads(cpu_threads or 1)
     failures = []
     for candidate in placement.dtypes:
-        encoder = Encoder(spec, placement, candidate)
+        encoder = Encoder(spec, placement, candidate, packing=packing)
         cosines = encoder.probe_cosines()
         worst = float(cosines.min()) if cosines.size else 1.0
         head = head_probe_difference(root, encoder) if worst >= PARITY_MIN_COSINE[candidate] else 0.0
@@ -272,7 +337,7 @@ def _parity_error(root: Path, failures: list[str]) -> ArtifactError:
 
 
 def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: frozenset[str],
-                rounds: int) -> Encoder:
+                rounds: int, packing: bool) -> Encoder:
     """CPU: time the candidates, keep the fastest that passes parity, record the decision in `info`."""
     started = time.perf_counter()
     placement = Placement("cpu", ("float32",), "calibration")
@@ -280,7 +345,7 @@ def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: f
 
     def build(candidate_dtype: str) -> Encoder:
         if candidate_dtype not in built:
-            built[candidate_dtype] = Encoder(spec, placement, candidate_dtype)
+            built[candidate_dtype] = Encoder(spec, placement, candidate_dtype, packing=packing)
         return built[candidate_dtype]
 
     probes = spec.card.probes
@@ -301,7 +366,8 @@ def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: f
     if dtype in ("auto", "int8"):  # measured dtypes: a match head, if any, must hold its own parity too
         candidates = keep_head_parity(candidates, lambda d: head_probe_difference(spec.root, build(d)))
     measurements, _ = measure(candidates, build=build, set_threads=set_threads, timed_batches=timed,
-                              parity_batch=first.tokenize(parity_texts), reference=reference, rounds=rounds)
+                              parity_batch=first.tokenize(parity_texts), reference=reference, rounds=rounds,
+                              pass_shape=first.pass_shape)
     try:
         choice = select(measurements)
     except ConfigError as err:
@@ -314,8 +380,9 @@ def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: f
                  f"threads {'requested' if threads else 'measured'}")
     chosen.record_choice(choice, seconds=time.perf_counter() - started, selection=selection)
     info = chosen.info
-    logger.info("encoder loaded model=%s device=cpu dtype=%s threads=%d dim=%d max_len=%d overhead_tokens=%s "
-                "calibration_s=%.2f (%s)", spec.name, info.dtype, choice.candidate.threads, info.dimension,
+    logger.info("encoder loaded model=%s device=cpu dtype=%s threads=%d workers=%d packed=%s dim=%d max_len=%d "
+                "overhead_tokens=%s calibration_s=%.2f (%s)", spec.name, info.dtype, choice.candidate.threads,
+                choice.candidate.workers, info.packed, info.dimension,
                 info.max_seq_length, f"{info.batch_overhead_tokens:.1f}" if info.batch_overhead_tokens else "n/a",
                 time.perf_counter() - started, choice.reason)
     return chosen

@@ -37,13 +37,15 @@ class TokenizedText:
 
 @dataclass(frozen=True)
 class CalibrationRow:
-    """One timed start-up candidate: median ms per probe batch (a lone text, a batch of 8), parity."""
+    """One timed start-up candidate: median ms per probe batch (a lone text, a batch of 8 per pass with every
+    worker busy), parity."""
 
     dtype: str
     threads: int
     ms: tuple[float, ...]
     min_cosine: float
     passed: bool
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class EncoderInfo:
     calibration: tuple[CalibrationRow, ...] = ()
     calibration_seconds: float = 0.0
     batch_overhead_tokens: float | None = None  # fitted from the calibration timings; None: not measured
+    packed: bool = False  # passes run their texts as one unpadded row (checked against padded passes at load)
+    forward_workers: int = 1  # forward passes that run at once, each on `threads` threads
 
 
 class TextEncoder(Protocol):
@@ -92,6 +96,8 @@ class EmbeddingEngine:
         max_queue: int,
         max_text_chars: int,
         batch_overhead_tokens: float = 32.0,
+        max_packed_tokens: int = 384,
+        forward_workers: int | None = None,
         truncate: bool,
         metrics: Metrics | None = None,
         cache: QueryCache | None = None,
@@ -116,12 +122,20 @@ class EmbeddingEngine:
             max_wait_ms=max_wait_ms,
             max_queue=max_queue,
             batch_overhead_tokens=batch_overhead_tokens,
+            max_packed_tokens=max_packed_tokens if info.packed else None,
+            workers=forward_workers or info.forward_workers,
+            thread_init=getattr(encoder, "prepare_thread", None),
             metrics=metrics,
         )
 
     @property
     def info(self) -> EncoderInfo:
         return self._encoder.info
+
+    @property
+    def forward_workers(self) -> int:
+        """Forward passes that run at once (the setting, else the encoder's calibrated choice)."""
+        return self.batcher.workers
 
     async def start(self) -> None:
         """Warm-up forward pass (first-call allocations, lazy kernels), then start batching."""

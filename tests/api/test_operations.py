@@ -4,6 +4,7 @@ and the OpenAPI document."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 import time
@@ -25,6 +26,9 @@ def test_info(client):
     assert (compute["selection"], compute["threads"]) == ("dtype requested, threads requested", 1)
     assert [(c["dtype"], c["threads"], c["passed"]) for c in compute["candidates"]] == [("float32", 1, True)]
     assert len(compute["candidates"][0]["ms"]) == 2 and compute["reason"].startswith("measured: float32/1t")
+    # 1 thread per pass: one pass per core at once. transformers' BERT masks keep packed texts apart too.
+    assert compute["forward_workers"] == compute["candidates"][0]["workers"] == (os.cpu_count() or 1)
+    assert compute["packed"] is True
 
 
 def test_repeated_queries_are_served_from_the_cache(client):
@@ -86,12 +90,13 @@ def test_metrics_after_traffic_use_route_templates(client):
     assert 'route="/v1/corpora/{name}/entries/{entry_id}",status="404"' in text
     assert 'route="unmatched",status="404"' in text
     assert "/v1/corpora/faq/" not in text  # raw paths never become labels
+    workers = client.get("/v1/info").json()["compute"]["forward_workers"]  # one 1-thread pass per core
     for name in ("flipmatch_request_duration_seconds_bucket", "flipmatch_queue_depth", "flipmatch_batch_size_sum",
                  "flipmatch_batch_tokens_count", "flipmatch_inference_duration_seconds_count",
                  "flipmatch_queue_rejections_total", "flipmatch_truncated_texts_total",
                  'flipmatch_corpus_entries{corpus="faq"} 1.0', 'flipmatch_corpus_vectors{corpus="faq"} 1.0',
-                 'flipmatch_model_info{device="cpu",dimension="32",dtype="float32",model="encoder",'
-                 'selection="dtype requested, threads requested",threads="1"} 1.0',
+                 'flipmatch_model_info{device="cpu",dimension="32",dtype="float32",model="encoder",packed="true",'
+                 f'selection="dtype requested, threads requested",threads="1",workers="{workers}"}} 1.0',
                  "flipmatch_query_cache_hits_total", "flipmatch_query_cache_misses_total",
                  "flipmatch_decisions_total"):
         assert name in text, name

@@ -7,8 +7,10 @@ from pydantic import BaseModel, Field
 
 class CalibrationCandidate(BaseModel):
     dtype: str
-    threads: int
-    ms: list[float] = Field(description="Median ms per forward pass of each probe batch (1 text, 8 texts).")
+    threads: int = Field(description="Threads per forward pass.")
+    workers: int = Field(description="Forward passes at once (the batch probe ran this many together).")
+    ms: list[float] = Field(description="Median ms per forward pass of each probe batch: 1 text alone, then 8 texts "
+                            "with every worker busy (wall time over workers).")
     min_cosine: float = Field(description="Worst cosine to the reference vectors (flipmatch.json probes).")
     passed: bool = Field(
         description="Parity held (cosine >= 0.999 in float32; 0.99 in bf16, fp16 or int8); only these can be chosen."
@@ -21,10 +23,14 @@ class ComputeChoice(BaseModel):
     selection: str = Field(description="Per knob: requested (FLIPMATCH_DTYPE / FLIPMATCH_CPU_THREADS) or measured "
                            "by the start-up calibration; 'flags' where nothing was timed (CUDA).")
     reason: str = Field(description="The decision in words, with the timings it rests on.")
-    threads: int | None = Field(description="CPU forward threads; null where not managed (CUDA).")
+    threads: int | None = Field(description="CPU threads per forward pass; null where not managed (CUDA).")
+    forward_workers: int = Field(description="Forward passes that run at once (FLIPMATCH_BATCHING__FORWARD_WORKERS "
+                                 "or the calibration's choice).")
     batch_overhead_tokens: float | None = Field(
         description="Fixed cost per forward pass in padded tokens, fitted from the calibration timings "
         "(the batcher's cost model); null when not measured.")
+    packed: bool = Field(description="Forward passes run their texts as one unpadded row (FLIPMATCH_BATCHING__PACKING, "
+                         "kept only where the model reproduced its padded vectors at load).")
     calibration_seconds: float = Field(description="Time the calibration took at start-up.")
     candidates: list[CalibrationCandidate] = Field(description="Every timed configuration.")
 

@@ -89,7 +89,8 @@ def timing(dtype: str, threads: int, lone_ms: float, batch_ms: float, cosine: fl
 
 def test_candidates_cover_dtypes_and_thread_counts():
     found = cpu_candidates(dtype="auto", threads=None, cores=2, cpu_flags=frozenset({"avx512_bf16"}))
-    assert [str(c) for c in found] == ["float32/1t", "float32/2t", "bfloat16/1t", "bfloat16/2t"]
+    # One all-core pass, or one 1-thread pass per core running at once.
+    assert [str(c) for c in found] == ["float32/1tx2", "float32/2t", "bfloat16/1tx2", "bfloat16/2t"]
 
 
 def test_fp16_is_a_candidate_only_with_avx512_fp16():
@@ -99,10 +100,12 @@ def test_fp16_is_a_candidate_only_with_avx512_fp16():
 
 def test_explicit_settings_narrow_the_candidates():
     assert cpu_candidates(dtype="bfloat16", threads=None, cores=4, cpu_flags=frozenset()) == [
-        Candidate("bfloat16", 1), Candidate("bfloat16", 4)]
+        Candidate("bfloat16", 1, 4), Candidate("bfloat16", 4, 1)]
     assert cpu_candidates(dtype="auto", threads=2, cores=4, cpu_flags=frozenset()) == [
-        Candidate("float32", 2), Candidate("bfloat16", 2)]
-    assert cpu_candidates(dtype="float32", threads=1, cores=4, cpu_flags=frozenset()) == [Candidate("float32", 1)]
+        Candidate("float32", 2, 2), Candidate("bfloat16", 2, 2)]
+    assert cpu_candidates(dtype="float32", threads=1, cores=4, cpu_flags=frozenset()) == [Candidate("float32", 1, 4)]
+    assert cpu_candidates(dtype="float32", threads=1, cores=4, cpu_flags=frozenset(), workers=1) == [
+        Candidate("float32", 1, 1)]
 
 
 def test_int8_is_opt_in_and_joins_the_float_candidates():
