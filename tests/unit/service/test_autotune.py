@@ -82,3 +82,12 @@ def test_the_budget_counts_every_round_not_just_the_last_batch():
     candidates = [Candidate("float32", 1), Candidate("int8", 1)]
     measurements, _, log = run(candidates, budget_s=0.3)
     assert len(log) == 4 + 2 * 4  # warm-up, then two rounds
+
+
+def test_a_batch_is_timed_with_every_worker_busy_and_counted_per_pass():
+    measurements, _, log = run([Candidate("float32", 1, 2)])
+    # warm-up: the lone text once, the batch once per worker; then each round the same
+    assert log == ["float32/1t"] * 3 * 4
+    (m,) = measurements
+    # The fake clock runs the two passes back to back, so wall time over workers is exactly one pass.
+    assert m.seconds == pytest.approx((0.01 + 10e-3, 0.01 + 128e-3))

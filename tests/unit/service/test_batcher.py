@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from service.engine.batcher import DynamicBatcher, plan_batches
+from service.engine.batcher import DynamicBatcher, plan_batches, plan_packed
 from service.errors import EncoderFailed, NotReady, Overloaded
 from service.metrics import Metrics
 
@@ -296,3 +296,111 @@ def test_next_pass_is_queued_while_the_current_one_runs():
 
     assert run(scenario()) == ["v:a", "v:b", "v:c", "v:d"]
     assert encode.batches == [["a", "b"], ["c", "d"]]
+
+
+# -- packed passes (one unpadded row per pass) and concurrent forward workers --
+
+
+def test_packed_plan_takes_the_fewest_passes_and_the_smallest_largest_one():
+    import itertools
+    import random
+
+    rng = random.Random(1)
+    for _ in range(150):
+        lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 9))]
+        budget, size = rng.choice([64, 128, 384]), rng.choice([2, 4, 64])
+        plan = plan_packed(lengths, max_pass_tokens=budget, max_batch_size=size)
+        assert [i for p in plan for i in p] == list(range(len(lengths)))  # every text once, arrival order kept
+
+        def valid(split: list[list[int]], lengths: list[int] = lengths, budget: int = budget, size: int = size) -> bool:
+            return all(len(p) <= size and (len(p) == 1 or sum(lengths[i] for i in p) <= budget)  # alone: may exceed
+                       for p in split)
+
+        assert valid(plan)
+        # brute force over every ordered split: fewest passes first, then the smallest largest pass
+        n = len(lengths)
+        splits = [[list(range(a, b)) for a, b in zip((0, *cuts), (*cuts, n), strict=True)]
+                  for k in range(n) for cuts in itertools.combinations(range(1, n), k)]
+        best = min((len(s), max(sum(lengths[i] for i in p) for p in s)) for s in splits if valid(s))
+        assert (len(plan), max(sum(lengths[i] for i in p) for p in plan)) == best
+
+
+def test_packed_plan_balances_the_passes():
+    # 10 texts of 30 tokens under a 240-token budget: two passes of 5 (150 tokens), not 8 + 2
+    assert [len(p) for p in plan_packed([30] * 10, max_pass_tokens=240, max_batch_size=64)] == [5, 5]
+    assert plan_packed([500, 3], max_pass_tokens=384, max_batch_size=64) == [[0], [1]]
+    assert plan_packed([], max_pass_tokens=384, max_batch_size=64) == []
+
+
+def test_packed_batcher_sends_mixed_lengths_in_one_pass():
+    encode = RecordingEncode()
+
+    async def scenario() -> None:
+        metrics = Metrics()
+        batcher = make(encode, max_wait_ms=200, max_packed_tokens=384, batch_overhead_tokens=0.0, metrics=metrics)
+        await batcher.start()
+        # Padded planning with no overhead would give each length its own pass; packed, there is no padding.
+        await asyncio.gather(*batcher.submit([("a", 3), ("b", 40), ("c", 9)]))
+        await batcher.stop()
+        assert "flipmatch_batch_tokens_sum 52.0" in metrics.render().decode()  # 3 + 40 + 9, no padding
+
+    run(scenario())
+    assert encode.batches == [["a", "b", "c"]]
+
+
+def test_two_workers_run_two_passes_at_once():
+    both = threading.Barrier(2, timeout=10)  # each pass waits until the other one has started too
+    batches: list[list[str]] = []
+
+    def encode(payloads: list[Any]) -> list[str]:
+        both.wait()
+        batches.append(list(payloads))
+        return [f"v:{p}" for p in payloads]
+
+    async def scenario() -> None:
+        batcher = make(encode, max_wait_ms=0, workers=2)
+        await batcher.start()
+        first = batcher.submit([("a", 1)])
+        await asyncio.sleep(0.05)  # the first pass is running: a second text gets the idle worker
+        second = batcher.submit([("b", 1)])
+        assert await asyncio.wait_for(asyncio.gather(*first, *second), timeout=10) == ["v:a", "v:b"]
+        await batcher.stop()
+
+    run(scenario())
+    assert sorted(map(tuple, batches)) == [("a",), ("b",)]
+
+
+def test_with_every_worker_busy_the_queue_grows_into_the_next_pass():
+    encode = RecordingEncode()
+    encode.gate.clear()
+
+    async def scenario() -> None:
+        batcher = make(encode, max_wait_ms=0, workers=1)
+        await batcher.start()
+        first = batcher.submit([("a", 1)])
+        await wait_until(encode.entered.is_set)
+        later = [batcher.submit([(f"b{i}", 1)]) for i in range(3)]  # arrive one by one while the worker is busy
+        await asyncio.sleep(0.05)
+        assert batcher.depth == 3  # not drained into passes of one: they wait for the worker
+        encode.gate.set()
+        await asyncio.wait_for(asyncio.gather(*first, *(f for fs in later for f in fs)), timeout=10)
+        await batcher.stop()
+
+    run(scenario())
+    assert encode.batches == [["a"], ["b0", "b1", "b2"]]
+
+
+def test_worker_threads_run_the_thread_setup_once_each():
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        batcher = make(lambda p: [f"v:{x}" for x in p], max_wait_ms=0, workers=2,
+                       thread_init=lambda: seen.append(threading.current_thread().name))
+        await batcher.start()
+        for i in range(4):
+            await asyncio.gather(*batcher.submit([(f"t{i}", 1)]))
+        await batcher.stop()
+
+    run(scenario())
+    assert 1 <= len(seen) <= 2 and len(set(seen)) == len(seen)
+    assert all(name.startswith("flipmatch-forward") for name in seen)

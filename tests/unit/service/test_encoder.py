@@ -24,6 +24,9 @@ VARIANTS = {
     "bert-mean-left": {"padding_side": "left"},
     "bert-dense-no-normalize": {"dense": 8, "normalize": False},
     "llama-lasttoken-left-dense": {"arch": "llama", "pooling": "lasttoken", "padding_side": "left", "dense": 16},
+    "llama-mean": {"arch": "llama"},
+    "gemma-mean-sliding-window": {"arch": "gemma"},
+    "gemma-cls": {"arch": "gemma", "pooling": "cls"},
 }
 
 
@@ -37,13 +40,46 @@ def test_matches_sentence_transformers(build_tiny_encoder, variant):
 
     path = build_tiny_encoder(**VARIANTS[variant])
     encoder = load_encoder(str(path), device="cpu", dtype="float32")
-    # One batch holding texts of different lengths, so padding (left or right) is exercised.
-    ours = encoder.encode(encoder.tokenize(TEXTS))
+    # transformers 5 keeps packed texts apart in all of these. Left-padded BERT fails the load-time check: its
+    # absolute positions start at the padding, so its padded vectors are not those of the text alone.
+    assert encoder.packed == (variant not in ("bert-lasttoken-left", "bert-mean-left"))
+    # One batch holding texts of different lengths: packed (the default here), and padded (left or right).
     reference = SentenceTransformer(str(path), device="cpu").encode(TEXTS, convert_to_numpy=True)
-    assert ours.shape == reference.shape and ours.dtype == np.float32
-    assert cosine(ours, reference).min() >= 0.999
+    for packed in sorted({encoder.packed, False}):  # the served layout, and padded
+        ours = encoder.encode(encoder.tokenize(TEXTS), packed=packed)
+        assert ours.shape == reference.shape and ours.dtype == np.float32
+        assert cosine(ours, reference).min() >= 0.999, f"packed={packed}"
     if "no-normalize" in variant:
         np.testing.assert_allclose(np.linalg.norm(ours, axis=1), np.linalg.norm(reference, axis=1), rtol=1e-3)
+
+
+def test_a_text_in_a_packed_pass_does_not_see_its_neighbours(build_tiny_encoder):
+    encoder = load_encoder(str(build_tiny_encoder(arch="gemma")), device="cpu", dtype="float32")
+    alone, after_short, after_long = (
+        encoder.encode(encoder.tokenize([*before, TEXTS[2]]), packed=True)[-1]
+        for before in ([], [TEXTS[1]], [TEXTS[5]]))
+    np.testing.assert_allclose(after_short, alone, atol=1e-5)
+    np.testing.assert_allclose(after_long, alone, atol=1e-5)
+
+
+def test_a_model_that_mixes_packed_texts_keeps_padded_passes(build_tiny_encoder, monkeypatch):
+    """Without the position restarts transformers cannot tell the packed texts apart: attention crosses them, the
+    load-time check sees different vectors, and the encoder serves padded passes (still the right vectors)."""
+    from service.engine.encoder import Encoder
+
+    original = Encoder._pack
+
+    def no_restarts(self, batch):
+        features = original(self, batch)
+        del features["position_ids"]
+        return features
+
+    monkeypatch.setattr(Encoder, "_pack", no_restarts)
+    path = build_tiny_encoder(arch="llama")
+    encoder = load_encoder(str(path), device="cpu", dtype="float32")
+    assert not encoder.packed and not encoder.info.packed
+    assert encoder.pass_shape(encoder.tokenize(TEXTS[:2])) == (2, max(t.n_tokens for t in encoder.tokenize(TEXTS[:2])))
+    assert load_encoder(str(path), device="cpu", dtype="float32", packing=False).packed is False
 
 
 def test_info_describes_the_model(tiny_artifact):
