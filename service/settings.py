@@ -56,9 +56,10 @@ class BatchingSettings(_Section):
         "threads per pass, shown in /v1/info); 1 on CUDA.",
     )
     max_packed_tokens: int = Field(
-        384,
+        256,
         ge=1,
-        description="Tokens per packed forward pass. A packed row's attention grows with its square, so very long "
+        description="Tokens per packed forward pass (256-384 measured best on 2 cores, bench/results/layout.json). "
+        "A packed row's attention grows with its square, so very long "
         "rows lose what packing saves; a text longer than this still gets a pass of its own.",
     )
 

@@ -96,7 +96,7 @@ class EmbeddingEngine:
         max_queue: int,
         max_text_chars: int,
         batch_overhead_tokens: float = 32.0,
-        max_packed_tokens: int = 384,
+        max_packed_tokens: int = 256,
         forward_workers: int | None = None,
         truncate: bool,
         metrics: Metrics | None = None,
