@@ -37,7 +37,7 @@ class TokenizedText:
 
 @dataclass(frozen=True)
 class CalibrationRow:
-    """One timed start-up candidate: median ms per probe batch (a lone text, a batch of 8 per pass with every
+    """One timed start-up candidate: median ms per probe batch (a lone text, a batch of 12 per pass with every
     worker busy), parity."""
 
     dtype: str

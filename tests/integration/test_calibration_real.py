@@ -30,8 +30,9 @@ def minilm() -> str:
 
 
 def side_by_side(encoders: dict[str, tuple[Encoder, int]], workers: dict[str, int] | None = None) -> dict[str, float]:
-    """Median seconds of (a lone question + a batch of 10) per encoder, rounds interleaved. With `workers`, the
-    batch runs as that many passes at once and counts wall time over workers, as the calibration times it."""
+    """Median seconds per encoder, rounds interleaved: a lone question plus a batch of 10. With `workers`, the batch
+    runs as that many passes at once and counts wall time over workers, and the result is that batch time alone:
+    the calibration's own score (time per pass under load)."""
     samples: dict[str, list[float]] = {name: [] for name in encoders}
     with ThreadPoolExecutor(max((workers or {}).values(), default=1)) as pool:
         for round_ in range(ROUNDS + 1):
@@ -50,8 +51,9 @@ def side_by_side(encoders: dict[str, tuple[Encoder, int]], workers: dict[str, in
                 started = time.perf_counter()
                 for future in [pool.submit(one_batch) for _ in range(count)]:
                     future.result()
+                batch_s = (time.perf_counter() - started) / count
                 if round_:  # round 0 warms up
-                    samples[name].append(lone_s + (time.perf_counter() - started) / count)
+                    samples[name].append(batch_s if workers else lone_s + batch_s)
     return {name: statistics.median(s) for name, s in samples.items()}
 
 

@@ -9,7 +9,7 @@ class CalibrationCandidate(BaseModel):
     dtype: str
     threads: int = Field(description="Threads per forward pass.")
     workers: int = Field(description="Forward passes at once (the batch probe ran this many together).")
-    ms: list[float] = Field(description="Median ms per forward pass of each probe batch: 1 text alone, then 8 texts "
+    ms: list[float] = Field(description="Median ms per forward pass of each probe batch: 1 text alone, then 12 texts "
                             "with every worker busy (wall time over workers).")
     min_cosine: float = Field(description="Worst cosine to the reference vectors (flipmatch.json probes).")
     passed: bool = Field(

@@ -139,11 +139,22 @@ def test_int8_wins_when_it_keeps_its_own_parity_bar():
     assert choice.candidate.dtype == "int8"
 
 
-def test_near_ties_go_to_exact_arithmetic_then_fewer_threads():
+def test_near_ties_go_to_exact_arithmetic_then_the_faster_lone_question():
     assert select([timing("float32", 1, 30, 300), timing("bfloat16", 1, 29, 290, cosine=0.9995)],
                   margin=0.05).candidate == Candidate("float32", 1)
-    assert select([timing("float32", 1, 30, 300), timing("float32", 2, 29, 292)]).candidate == Candidate("float32", 1)
+    assert select([timing("float32", 1, 30, 300), timing("float32", 2, 20, 292)]).candidate == Candidate("float32", 2)
+    assert select([timing("float32", 1, 20, 300), timing("float32", 2, 30, 292)]).candidate == Candidate("float32", 1)
     assert select([timing("float32", 1, 30, 300), timing("float32", 2, 20, 200)]).candidate == Candidate("float32", 2)
+
+
+def test_throughput_under_load_outweighs_a_faster_lone_question():
+    """Machine A (2-core EPYC, bf16): one 1-thread pass per core against one 2-thread pass. The 2-thread pass
+    answers a lone question sooner; the two 1-thread passes serve more texts per second."""
+    one_per_core = Measurement(Candidate("bfloat16", 1, 2), SHAPES, (0.0287, 0.0564), 0.9999)
+    all_cores = Measurement(Candidate("bfloat16", 2, 1), SHAPES, (0.0170, 0.0620), 0.9999)
+    choice = select([one_per_core, all_cores])
+    assert choice.candidate == Candidate("bfloat16", 1, 2)
+    assert "bfloat16/1tx2" in choice.reason and "56.4 ms per batch pass under load" in choice.reason
 
 
 def test_nothing_passing_is_an_error():
