@@ -1,5 +1,5 @@
-"""Markdown tables for docs/performance.md, rendered from the results files (serve.json, encoder.json,
-int8.json), so the document's numbers are regenerated, not retyped.
+"""Markdown tables for docs/performance.md, rendered from the results files (serve.json, layout.json,
+encoder.json, int8.json), so the document's numbers are regenerated, not retyped.
 
     .venv/bin/python -m bench.tables --results bench/results
 """
@@ -24,22 +24,25 @@ def serve_tables(serve: dict) -> str:
             f"| {k} | {v:.1f} |\n" for k, v in batches.items()))
     info = serve.get("flipmatch_info") or {}
     if info:
-        rows = ["| server | dtype | threads | selection | fitted overhead (tokens) | calibration s |",
-                "|---|---|---:|---|---:|---:|"]
+        rows = ["| server | dtype | threads per pass | passes at once | packed | selection | "
+                "fitted overhead (tokens) | calibration s |", "|---|---|---:|---:|---|---|---:|---:|"]
         for name, i in info.items():
             c = i.get("compute", {})
             overhead = c.get("batch_overhead_tokens")
-            rows.append(f"| {name} | {i['dtype']} | {c.get('threads')} | {c.get('selection')} | "
-                        f"{overhead:.1f} | {c.get('calibration_seconds', 0):.1f} |" if overhead is not None else
-                        f"| {name} | {i['dtype']} | {c.get('threads')} | {c.get('selection')} | n/a | "
+            rows.append(f"| {name} | {i['dtype']} | {c.get('threads')} | {c.get('forward_workers', 1)} | "
+                        f"{'yes' if c.get('packed') else 'no'} | {c.get('selection')} | "
+                        f"{'n/a' if overhead is None else format(overhead, '.1f')} | "
                         f"{c.get('calibration_seconds', 0):.1f} |")
         parts.append("\n".join(rows) + "\n")
         main = info.get("flipmatch", {}).get("compute", {})
         if main.get("candidates"):
-            cand = ["| candidate | ms (1 text) | ms (8 texts) | min cosine | passed |", "|---|---:|---:|---:|---|"]
+            batch = "12 texts, every worker busy" if "workers" in main["candidates"][0] else "8 texts"
+            cand = [f"| candidate | ms (1 text) | ms per pass ({batch}) | min cosine | passed |",
+                    "|---|---:|---:|---:|---|"]
             for c in main["candidates"]:
                 ms = [f"{x:.1f}" for x in c["ms"]] + ["not timed"] * (2 - len(c["ms"]))
-                cand.append(f"| {c['dtype']} / {c['threads']} thread(s) | {ms[0]} | {ms[1]} | "
+                layout = f" x {c['workers']} at once" if c.get("workers", 1) > 1 else ""
+                cand.append(f"| {c['dtype']} / {c['threads']} thread(s){layout} | {ms[0]} | {ms[1]} | "
                             f"{c['min_cosine']:.5f} | {c['passed']} |")
             parts.append("\n".join(cand) + "\n")
     corpus = serve.get("corpus")
@@ -76,6 +79,15 @@ def encoder_table(enc: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def layout_table(layout: dict) -> str:
+    rows = [f"Machine: {label(layout['machine'])}; {layout['dtype']}; mean {layout['mean_tokens_per_text']:.1f} "
+            f"tokens per text; {layout['rounds']} interleaved rounds of {layout['seconds_per_round']:.0f} s\n",
+            "| layout | texts/s (median) | vs the first row (median, min-max over rounds) |", "|---|---:|---|"]
+    rows += [f"| {r['layout']} | {r['texts_per_s_median']:.1f} | {r['ratio_vs_first_median']:.2f}x "
+             f"({r['ratio_vs_first_range'][0]:.2f}-{r['ratio_vs_first_range'][1]:.2f}x) |" for r in layout["layouts"]]
+    return "\n".join(rows) + "\n"
+
+
 def int8_table(int8: dict) -> str:
     rows = ["| int8 variant (in the order tried) | texts/s (batch 32, 1 thread) | min cosine | mean cosine | "
             f">= {int8['target_min_cosine']} |", "|---|---:|---:|---:|---|"]
@@ -89,7 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
-    for name, render in (("serve.json", serve_tables), ("encoder.json", encoder_table), ("int8.json", int8_table)):
+    for name, render in (("serve.json", serve_tables), ("layout.json", layout_table), ("encoder.json", encoder_table),
+                         ("int8.json", int8_table)):
         path = args.results / name
         if path.exists():
             print(f"<!-- {path} -->\n{render(json.loads(path.read_text()))}")  # noqa: T201 - the command's output
