@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from service.engine.device import (
     Candidate,
     Choice,
     Placement,
+    available_cores,
     choose,
     cpu_candidates,
     cpu_flags,
@@ -363,7 +363,7 @@ def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: f
     texts = first.tokenize(CALIBRATION_TEXTS)
     # A lone question (latency) and a batch of 12, the size served passes reached at concurrency 32 (throughput).
     timed = [texts[:1], texts]
-    candidates = cpu_candidates(dtype=dtype, threads=threads, cores=os.cpu_count() or 1, cpu_flags=flags)
+    candidates = cpu_candidates(dtype=dtype, threads=threads, cores=available_cores(), cpu_flags=flags)
     if dtype in ("auto", "int8"):  # measured dtypes: a match head, if any, must hold its own parity too
         candidates = keep_head_parity(candidates, lambda d: head_probe_difference(spec.root, build(d)))
     measurements, _ = measure(candidates, build=build, set_threads=set_threads, timed_batches=timed,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from service.engine.device import (
@@ -210,3 +212,17 @@ def test_calibration_drops_a_dtype_that_moves_the_match_head():
     kept = keep_head_parity(candidates, difference)
     assert kept == [Candidate("float32", 1), Candidate("float32", 2), Candidate("int8", 1)]
     assert asked == ["bfloat16", "int8"]  # once per dtype, never for float32
+
+
+def test_available_cores_honours_a_container_cpu_quota(tmp_path):
+    from service.engine.device import available_cores
+
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("max 100000\n")  # no quota
+    assert available_cores(cpu_max) == affinity
+    cpu_max.write_text("100000 100000\n")  # cpus: 1
+    assert available_cores(cpu_max) == 1
+    cpu_max.write_text("150000 100000\n")  # cpus: 1.5 -> 2 workers at most, never above the affinity mask
+    assert available_cores(cpu_max) == min(2, affinity)
+    assert available_cores(tmp_path / "absent") == affinity
