@@ -176,3 +176,16 @@ def test_int8_is_served_only_when_it_keeps_parity(tiny_artifact):
     ours = encoder.encode(encoder.tokenize(TEXTS))
     exact = load_encoder(str(tiny_artifact), device="cpu", dtype="float32").encode(encoder.tokenize(TEXTS))
     assert cosine(ours, exact).min() >= 0.99
+
+
+def test_passes_on_two_threads_at_once_give_the_sequential_vectors(build_tiny_encoder):
+    """Forward workers share one model: concurrent passes must not disturb each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = load_encoder(str(build_tiny_encoder(arch="gemma")), device="cpu", dtype="float32")
+    batches = [encoder.tokenize(TEXTS[i % len(TEXTS):] + TEXTS[: i % len(TEXTS)]) for i in range(24)]
+    expected = [encoder.encode(b) for b in batches]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(encoder.encode, batches))
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(g, e, atol=1e-5)
