@@ -214,8 +214,8 @@ class ServiceSettings(BaseSettings):
     cpu_threads: int = Field(
         0,
         ge=0,
-        description="Threads for CPU forward passes and index search; 0: measured at start-up (1 and all cores "
-        "are timed with each dtype and the faster kept).",
+        description="Threads per CPU forward pass and for index search; 0: measured at start-up (one pass on all "
+        "cores, or one 1-thread pass per core at once, timed with each dtype; the most throughput kept).",
     )
     dev_mode: bool = Field(
         False, description="Open write routes when no admin key is configured. Never in production."
