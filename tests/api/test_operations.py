@@ -4,7 +4,6 @@ and the OpenAPI document."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import threading
 import time
@@ -15,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.corpus.registry import CorpusRegistry
+from service.engine.device import available_cores
 
 
 def test_info(client):
@@ -27,7 +27,7 @@ def test_info(client):
     assert [(c["dtype"], c["threads"], c["passed"]) for c in compute["candidates"]] == [("float32", 1, True)]
     assert len(compute["candidates"][0]["ms"]) == 2 and compute["reason"].startswith("measured: float32/1t")
     # 1 thread per pass: one pass per core at once. transformers' BERT masks keep packed texts apart too.
-    assert compute["forward_workers"] == compute["candidates"][0]["workers"] == (os.cpu_count() or 1)
+    assert compute["forward_workers"] == compute["candidates"][0]["workers"] == available_cores()
     assert compute["packed"] is True
 
 
