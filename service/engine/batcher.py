@@ -188,8 +188,9 @@ class DynamicBatcher:
         self._queue.clear()
         self._unfinished = set()
         self._set_depth(0)
-        # A forward pass may still be running on the worker: wait for it off the loop.
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        # Passes may still be running on the workers: wait for them off the loop; queued ones are not started
+        # (their texts were just answered NotReady).
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
 
     def submit(self, items: Sequence[tuple[Any, int]]) -> list[asyncio.Future[Any]]:
         """Queue all items or none. Raises Overloaded when they do not fit."""
