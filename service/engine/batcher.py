@@ -151,7 +151,7 @@ class DynamicBatcher:
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._unfinished: set[_Pass] = set()  # drained from the queue, not yet answered
+        self._unfinished: set[PendingText] = set()  # drained from the queue, not yet answered
         self._answering: set[asyncio.Task[None]] = set()  # one per unfinished pass (a reference keeps it alive)
         self._last_drained = 0  # texts the previous round took: the adaptive window's target
         self._workers = workers
@@ -182,7 +182,7 @@ class DynamicBatcher:
             self._task = None
         for task in list(self._answering):
             task.cancel()
-        for item in [*(i for p in self._unfinished for i in p.items), *self._queue]:
+        for item in [*self._unfinished, *self._queue]:
             if not item.future.done():
                 item.future.set_exception(NotReady("the service is shutting down; retry on another replica"))
         self._queue.clear()
@@ -258,6 +258,7 @@ class DynamicBatcher:
                 except TimeoutError:
                     break
             drained = list(self._queue)
+            self._unfinished.update(drained)  # until answered: stop() answers whatever is left
             self._last_drained = len(drained)
             self._queue.clear()
             self._queued_tokens = 0
@@ -268,7 +269,6 @@ class DynamicBatcher:
                 queued = self._queue_pass([drained[i] for i in group], loop)
                 if queued is not None:
                     await self._free.acquire()
-                    self._unfinished.add(queued)
                     task = loop.create_task(self._finish_pass(queued))
                     self._answering.add(task)
                     task.add_done_callback(self._answering.discard)
@@ -286,6 +286,7 @@ class DynamicBatcher:
 
     def _queue_pass(self, batch: list[PendingText], loop: asyncio.AbstractEventLoop) -> _Pass | None:
         live = [item for item in batch if not item.future.done()]
+        self._unfinished.difference_update(item for item in batch if item.future.done())  # clients gone
         self._set_depth(self._depth - len(batch))
         if self._metrics is not None and len(live) < len(batch):
             self._metrics.dropped_texts.inc(len(batch) - len(live))
@@ -298,7 +299,7 @@ class DynamicBatcher:
         try:
             await self._answer(queued)
         finally:
-            self._unfinished.discard(queued)
+            self._unfinished.difference_update(queued.items)
             self._free.release()
 
     async def _answer(self, queued: _Pass) -> None:

@@ -404,3 +404,25 @@ def test_worker_threads_run_the_thread_setup_once_each():
     run(scenario())
     assert 1 <= len(seen) <= 2 and len(set(seen)) == len(seen)
     assert all(name.startswith("flipmatch-forward") for name in seen)
+
+
+def test_stop_answers_the_texts_of_passes_still_waiting_for_a_worker():
+    """One window planned into three passes on one worker, the first one blocked: stopping answers all three
+    (nothing drained is left hanging, whether its pass runs, waits in the worker's queue or waits for a worker)."""
+    encode = RecordingEncode()
+    encode.gate.clear()
+
+    async def scenario() -> None:
+        batcher = make(encode, max_wait_ms=0, max_batch_size=1, workers=1)
+        await batcher.start()
+        futures = batcher.submit([("b", 1), ("c", 1), ("d", 1)])  # drained together: three passes of one
+        await wait_until(encode.entered.is_set)
+        await asyncio.sleep(0.05)
+        stopping = asyncio.ensure_future(batcher.stop())
+        await asyncio.sleep(0.05)
+        encode.gate.set()  # let the running pass end so the worker can shut down
+        await asyncio.wait_for(stopping, timeout=10)
+        assert all(future.done() for future in futures)
+        assert all(isinstance(future.exception(), NotReady) for future in futures)
+
+    run(scenario())
