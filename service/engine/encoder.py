@@ -68,8 +68,8 @@ def _load_dense(spec: DenseSpec, device: str) -> tuple[torch.Tensor, torch.Tenso
 
 
 class Encoder:
-    """Thread-safety: `tokenize` and `encode` may run on different threads; `encode` calls are serialized by the
-    batcher's single worker thread."""
+    """Thread-safety: `tokenize` and `encode` may run on different threads, and `encode` on several forward
+    workers at once: inference only, nothing in the model changes (tested against sequential passes)."""
 
     def __init__(self, spec: ArtifactSpec, placement: Placement, dtype: str, *, packing: bool = True) -> None:
         self.spec = spec
@@ -182,7 +182,7 @@ class Encoder:
 
     def _pack(self, batch: Sequence[TokenizedText]) -> dict[str, torch.Tensor]:
         """All texts in one row, no padding; positions restart at 0 for each text, which is how transformers'
-        causal masks tell packed sequences apart (attention stays within each text)."""
+        attention masks tell packed sequences apart (attention stays within each text)."""
         features = {
             "input_ids": torch.tensor([i for t in batch for i in t.ids], dtype=torch.long).unsqueeze(0),
             "position_ids": torch.cat([torch.arange(t.n_tokens) for t in batch]).unsqueeze(0),
