@@ -52,7 +52,8 @@ def _load_encoder(settings: ServiceSettings) -> TextEncoder:
     from service.engine.encoder import load_encoder  # torch is imported here, not when the app module loads
 
     return load_encoder(settings.model_path, device=settings.device, dtype=settings.dtype,
-                        cpu_threads=settings.threads(), packing=settings.batching.packing)
+                        cpu_threads=settings.threads(), packing=settings.batching.packing,
+                        forward_workers=settings.batching.forward_workers)
 
 
 def _open_store(settings: ServiceSettings) -> CorpusStore:

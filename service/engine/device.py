@@ -127,7 +127,7 @@ class Measurement:
     def load_seconds(self) -> float:
         """The score: the last probe batch's time per pass with every worker busy (the service is sized for
         concurrent load; on a 2-core EPYC, one 1-thread pass per core served 1.6x the texts/s of one 2-thread
-        pass while the 2-thread pass answered a lone question ~10 ms sooner)."""
+        pass while the 2-thread pass answered a lone question ~8 ms sooner)."""
         return self.seconds[-1]
 
     @property

@@ -269,14 +269,15 @@ def set_threads(threads: int) -> None:
 
 
 def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", cpu_threads: int | None = 1,
-                 calibration_rounds: int = 3, packing: bool = True) -> Encoder:
+                 calibration_rounds: int = 3, packing: bool = True, forward_workers: int | None = None) -> Encoder:
     """Resolve, load and parity-check the encoder.
 
     On CPU the dtype (unless explicit) and the forward thread count (unless `cpu_threads` is given) are chosen by
     timing each candidate on a probe batch (`autotune.measure`, `device.select`); the same timings fit the
     batcher's cost model (`info.batch_overhead_tokens`). On CUDA the placement's dtypes are tried in order.
     `packing`: on CPU, run each pass's texts as one unpadded row where the model keeps them apart (checked on load,
-    `info.packed`). Fails loudly when no candidate reproduces the reference vectors."""
+    `info.packed`). `forward_workers`: passes at once, so the calibration times the layout that will be served
+    (None: cores // threads per candidate). Fails loudly when no candidate reproduces the reference vectors."""
     root = resolve_model_path(model_path)
     spec = read_artifact(root, name=root.name if Path(model_path).expanduser().is_dir() else model_path)
     cuda = torch.cuda.is_available()
@@ -285,7 +286,7 @@ def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", 
                        cpu_bf16_fast=cpu_has_fast_bf16(), cpu_fp16_native="avx512_fp16" in flags)
     if placement.device == "cpu":
         return _calibrated(spec, dtype=dtype, threads=cpu_threads, flags=flags, rounds=calibration_rounds,
-                           packing=packing)
+                           packing=packing, workers=forward_workers)
     set_threads(cpu_threads or 1)
     failures = []
     for candidate in placement.dtypes:
@@ -337,7 +338,7 @@ def _parity_error(root: Path, failures: list[str]) -> ArtifactError:
 
 
 def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: frozenset[str],
-                rounds: int, packing: bool) -> Encoder:
+                rounds: int, packing: bool, workers: int | None) -> Encoder:
     """CPU: time the candidates, keep the fastest that passes parity, record the decision in `info`."""
     started = time.perf_counter()
     placement = Placement("cpu", ("float32",), "calibration")
@@ -361,9 +362,11 @@ def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: f
         raise ArtifactError(f"flipmatch.json probes have dimension {reference.shape[1]}, the model outputs "
                             f"{first.dimension}")
     texts = first.tokenize(CALIBRATION_TEXTS)
-    # A lone question (latency) and a batch of 12, the size served passes reached at concurrency 32 (throughput).
+    # A lone question (latency) and a batch of 12, about the 9-11 texts served passes held at concurrency 32 on
+    # machine A (throughput).
     timed = [texts[:1], texts]
-    candidates = cpu_candidates(dtype=dtype, threads=threads, cores=available_cores(), cpu_flags=flags)
+    candidates = cpu_candidates(dtype=dtype, threads=threads, cores=available_cores(), cpu_flags=flags,
+                                workers=workers)
     if dtype in ("auto", "int8"):  # measured dtypes: a match head, if any, must hold its own parity too
         candidates = keep_head_parity(candidates, lambda d: head_probe_difference(spec.root, build(d)))
     measurements, _ = measure(candidates, build=build, set_threads=set_threads, timed_batches=timed,
@@ -378,7 +381,7 @@ def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: f
     built.clear()  # the losers' weights go with this
     set_threads(choice.candidate.threads)
     selection = (f"dtype {'requested' if dtype not in ('auto', 'int8') else 'measured'}, "
-                 f"threads {'requested' if threads else 'measured'}")
+                 f"threads {'requested' if threads else 'measured'}" + (", workers requested" if workers else ""))
     chosen.record_choice(choice, seconds=time.perf_counter() - started, selection=selection)
     info = chosen.info
     logger.info("encoder loaded model=%s device=cpu dtype=%s threads=%d workers=%d packed=%s dim=%d max_len=%d "

@@ -189,3 +189,10 @@ def test_passes_on_two_threads_at_once_give_the_sequential_vectors(build_tiny_en
         got = list(pool.map(encoder.encode, batches))
     for e, g in zip(expected, got, strict=True):
         np.testing.assert_allclose(g, e, atol=1e-5)
+
+
+def test_requested_forward_workers_are_the_layout_the_calibration_times(tiny_artifact):
+    encoder = load_encoder(str(tiny_artifact), device="cpu", dtype="float32", cpu_threads=1, forward_workers=1)
+    info = encoder.info
+    assert info.forward_workers == 1 and [row.workers for row in info.calibration] == [1]
+    assert info.selection == "dtype requested, threads requested, workers requested"
