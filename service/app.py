@@ -53,7 +53,7 @@ def _load_encoder(settings: ServiceSettings) -> TextEncoder:
 
     return load_encoder(settings.model_path, device=settings.device, dtype=settings.dtype,
                         cpu_threads=settings.threads(), packing=settings.batching.packing,
-                        forward_workers=settings.batching.forward_workers)
+                        forward_workers=settings.batching.forward_workers, prepack=settings.cpu_prepack)
 
 
 def _open_store(settings: ServiceSettings) -> CorpusStore:

@@ -36,6 +36,7 @@ from service.engine.device import (
     select,
 )
 from service.engine.engine import CalibrationRow, EncoderInfo, TokenizedText
+from service.engine.prepack import prepack_linears, restore
 from service.engine.reranker import PARITY_MAX_DIFF, MatchReranker, read_match_head
 from service.errors import ArtifactError, ConfigError
 
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 # Packed and padded passes do the same arithmetic in another layout; a model whose attention crosses the packed
 # texts' boundaries lands far below this.
 PACKING_MIN_COSINE = 0.999
+# Prepacked linears compute the same products as eager ones (measured cosine 1.0 in bf16, 0.99999994 in fp32).
+PREPACK_MIN_COSINE = 0.9999
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                  "int8": torch.float32}  # int8: loaded in float32, then quantized (engine/quantize.py)
@@ -71,7 +74,8 @@ class Encoder:
     """Thread-safety: `tokenize` and `encode` may run on different threads, and `encode` on several forward
     workers at once: inference only, nothing in the model changes (tested against sequential passes)."""
 
-    def __init__(self, spec: ArtifactSpec, placement: Placement, dtype: str, *, packing: bool = True) -> None:
+    def __init__(self, spec: ArtifactSpec, placement: Placement, dtype: str, *, packing: bool = True,
+                 prepack: bool = True) -> None:
         self.spec = spec
         self.device = placement.device
         self.dtype = dtype
@@ -90,11 +94,12 @@ class Encoder:
 
             self.model = quantize_int8(self.model, self._collate(self.tokenize(CALIBRATION_TEXTS)))
         # CPU only: measured there (docs/performance.md); on CUDA padding is cheap and packing is unmeasured.
+        self.prepacked = prepack and self.device == "cpu" and self._prepack_linears()
         self.packed = packing and self.device == "cpu" and self._packing_reproduces_padding()
         self._info = EncoderInfo(
             model=spec.name, dimension=self.dimension, device=self.device, dtype=dtype,
             max_seq_length=self.max_seq_length, fingerprint=spec.fingerprint,
-            match_threshold=spec.card.match_threshold, packed=self.packed,
+            match_threshold=spec.card.match_threshold, packed=self.packed, prepacked=self.prepacked,
         )
 
     @property
@@ -233,6 +238,29 @@ class Encoder:
             return 1, sum(t.n_tokens for t in batch)
         return padded_shape(batch)
 
+    def _prepack_linears(self) -> bool:
+        """Swap in oneDNN-prepacked linear layers (engine/prepack.py) where they reproduce the eager vectors on
+        texts of different lengths; otherwise keep the eager ones."""
+        batch = self.tokenize(CALIBRATION_TEXTS)
+        eager = self.encode(batch, packed=False)
+        try:
+            swapped = prepack_linears(self.model)
+        except Exception:  # a torch build or CPU without oneDNN support for this dtype
+            logger.warning("prepacking the linear layers failed; keeping eager ones", exc_info=True)
+            return False
+        if not swapped:
+            return False
+        try:
+            cosine = min_cosine(self.encode(batch, packed=False), eager)
+        except Exception:
+            logger.warning("prepacked forward failed; keeping eager linear layers", exc_info=True)
+            cosine = -1.0
+        logger.info("prepack check dtype=%s layers=%d min_cosine=%.6f", self.dtype, len(swapped), cosine)
+        if cosine < PREPACK_MIN_COSINE:
+            restore(swapped)
+            return False
+        return True
+
     def _packing_reproduces_padding(self) -> bool:
         """Whether packed passes give the padded passes' vectors, on texts of different lengths. A model whose
         masks ignore the position restarts fails and keeps padded batches. transformers 5 builds packed-sequence
@@ -269,15 +297,18 @@ def set_threads(threads: int) -> None:
 
 
 def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", cpu_threads: int | None = 1,
-                 calibration_rounds: int = 3, packing: bool = True, forward_workers: int | None = None) -> Encoder:
+                 calibration_rounds: int = 3, packing: bool = True, forward_workers: int | None = None,
+                 prepack: bool = True) -> Encoder:
     """Resolve, load and parity-check the encoder.
 
     On CPU the dtype (unless explicit) and the forward thread count (unless `cpu_threads` is given) are chosen by
     timing each candidate on a probe batch (`autotune.measure`, `device.select`); the same timings fit the
     batcher's cost model (`info.batch_overhead_tokens`). On CUDA the placement's dtypes are tried in order.
     `packing`: on CPU, run each pass's texts as one unpadded row where the model keeps them apart (checked on load,
-    `info.packed`). `forward_workers`: passes at once, so the calibration times the layout that will be served
-    (None: cores // threads per candidate). Fails loudly when no candidate reproduces the reference vectors."""
+    `info.packed`). `prepack`: on CPU, hold linear weights in oneDNN's packed layout where that reproduces the
+    eager vectors (`info.prepacked`). `forward_workers`: passes at once, so the calibration times the layout that
+    will be served (None: cores // threads per candidate). Fails loudly when no candidate reproduces the reference
+    vectors."""
     root = resolve_model_path(model_path)
     spec = read_artifact(root, name=root.name if Path(model_path).expanduser().is_dir() else model_path)
     cuda = torch.cuda.is_available()
@@ -286,11 +317,11 @@ def load_encoder(model_path: str, *, device: str = "auto", dtype: str = "auto", 
                        cpu_bf16_fast=cpu_has_fast_bf16(), cpu_fp16_native="avx512_fp16" in flags)
     if placement.device == "cpu":
         return _calibrated(spec, dtype=dtype, threads=cpu_threads, flags=flags, rounds=calibration_rounds,
-                           packing=packing, workers=forward_workers)
+                           packing=packing, workers=forward_workers, prepack=prepack)
     set_threads(cpu_threads or 1)
     failures = []
     for candidate in placement.dtypes:
-        encoder = Encoder(spec, placement, candidate, packing=packing)
+        encoder = Encoder(spec, placement, candidate, packing=packing, prepack=prepack)
         cosines = encoder.probe_cosines()
         worst = float(cosines.min()) if cosines.size else 1.0
         head = head_probe_difference(root, encoder) if worst >= PARITY_MIN_COSINE[candidate] else 0.0
@@ -338,7 +369,7 @@ def _parity_error(root: Path, failures: list[str]) -> ArtifactError:
 
 
 def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: frozenset[str],
-                rounds: int, packing: bool, workers: int | None) -> Encoder:
+                rounds: int, packing: bool, workers: int | None, prepack: bool = True) -> Encoder:
     """CPU: time the candidates, keep the fastest that passes parity, record the decision in `info`."""
     started = time.perf_counter()
     placement = Placement("cpu", ("float32",), "calibration")
@@ -346,7 +377,7 @@ def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: f
 
     def build(candidate_dtype: str) -> Encoder:
         if candidate_dtype not in built:
-            built[candidate_dtype] = Encoder(spec, placement, candidate_dtype, packing=packing)
+            built[candidate_dtype] = Encoder(spec, placement, candidate_dtype, packing=packing, prepack=prepack)
         return built[candidate_dtype]
 
     probes = spec.card.probes
@@ -384,9 +415,9 @@ def _calibrated(spec: ArtifactSpec, *, dtype: str, threads: int | None, flags: f
                  f"threads {'requested' if threads else 'measured'}" + (", workers requested" if workers else ""))
     chosen.record_choice(choice, seconds=time.perf_counter() - started, selection=selection)
     info = chosen.info
-    logger.info("encoder loaded model=%s device=cpu dtype=%s threads=%d workers=%d packed=%s dim=%d max_len=%d "
-                "overhead_tokens=%s calibration_s=%.2f (%s)", spec.name, info.dtype, choice.candidate.threads,
-                choice.candidate.workers, info.packed, info.dimension,
+    logger.info("encoder loaded model=%s device=cpu dtype=%s threads=%d workers=%d packed=%s prepacked=%s dim=%d "
+                "max_len=%d overhead_tokens=%s calibration_s=%.2f (%s)", spec.name, info.dtype,
+                choice.candidate.threads, choice.candidate.workers, info.packed, info.prepacked, info.dimension,
                 info.max_seq_length, f"{info.batch_overhead_tokens:.1f}" if info.batch_overhead_tokens else "n/a",
                 time.perf_counter() - started, choice.reason)
     return chosen

@@ -64,6 +64,7 @@ class EncoderInfo:
     calibration_seconds: float = 0.0
     batch_overhead_tokens: float | None = None  # fitted from the calibration timings; None: not measured
     packed: bool = False  # passes run their texts as one unpadded row (checked against padded passes at load)
+    prepacked: bool = False  # linear weights held in oneDNN's packed layout (checked against eager at load)
     forward_workers: int = 1  # forward passes that run at once, each on `threads` threads
 
 

@@ -29,6 +29,7 @@ def test_info(client):
     # 1 thread per pass: one pass per core at once. transformers' BERT masks keep packed texts apart too.
     assert compute["forward_workers"] == compute["candidates"][0]["workers"] == available_cores()
     assert compute["packed"] is True
+    assert compute["prepacked"] is True  # oneDNN's packed linear weights reproduced the eager vectors at load
 
 
 def test_repeated_queries_are_served_from_the_cache(client):

@@ -48,7 +48,8 @@ async def info(engine: EngineDep) -> InfoResponse:
     i = engine.info
     compute = ComputeChoice(
         selection=i.selection, reason=i.reason, threads=i.threads, batch_overhead_tokens=i.batch_overhead_tokens,
-        packed=i.packed, forward_workers=engine.forward_workers, calibration_seconds=i.calibration_seconds,
+        packed=i.packed, prepacked=i.prepacked, forward_workers=engine.forward_workers,
+        calibration_seconds=i.calibration_seconds,
         candidates=[CalibrationCandidate(dtype=c.dtype, threads=c.threads, workers=c.workers, ms=list(c.ms),
                                          min_cosine=c.min_cosine, passed=c.passed) for c in i.calibration])
     return InfoResponse(model=i.model, dimension=i.dimension, device=i.device, dtype=i.dtype, compute=compute,

@@ -31,6 +31,8 @@ class ComputeChoice(BaseModel):
         "(the batcher's cost model); null when not measured.")
     packed: bool = Field(description="Forward passes run their texts as one unpadded row (FLIPMATCH_BATCHING__PACKING, "
                          "kept only where the model reproduced its padded vectors at load).")
+    prepacked: bool = Field(description="Linear weights held in oneDNN's packed layout (FLIPMATCH_CPU_PREPACK, kept "
+                            "only where the forward reproduced the eager vectors at load).")
     calibration_seconds: float = Field(description="Time the calibration took at start-up.")
     candidates: list[CalibrationCandidate] = Field(description="Every timed configuration.")
 

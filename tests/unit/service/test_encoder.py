@@ -43,6 +43,7 @@ def test_matches_sentence_transformers(build_tiny_encoder, variant):
     # transformers 5 keeps packed texts apart in all of these. Left-padded BERT fails the load-time check: its
     # absolute positions start at the padding, so its padded vectors are not those of the text alone.
     assert encoder.packed == (variant not in ("bert-lasttoken-left", "bert-mean-left"))
+    assert encoder.prepacked  # so the comparison below runs oneDNN's prepacked linears (engine/prepack.py)
     # One batch holding texts of different lengths: packed (the default here), and padded (left or right).
     reference = SentenceTransformer(str(path), device="cpu").encode(TEXTS, convert_to_numpy=True)
     for packed in sorted({encoder.packed, False}):  # the served layout, and padded
@@ -126,8 +127,8 @@ def test_auto_keeps_float32_when_half_precision_misses_the_probes(tiny_artifact,
 
     real = encoder_module.Encoder.encode
 
-    def pretend_bf16_drifts(self, batch):
-        out = real(self, batch)
+    def pretend_bf16_drifts(self, batch, **kwargs):
+        out = real(self, batch, **kwargs)
         return out if self.dtype == "float32" else out + np.float32(0.5)
 
     monkeypatch.setattr(encoder_module.Encoder, "encode", pretend_bf16_drifts)

@@ -1,7 +1,7 @@
 """Import boundaries (STYLE.md section 2): service never imports training; api/ never imports torch,
 transformers or faiss; engine/ never imports fastapi/starlette, api or settings; corpus/ never imports torch or
-the engine; only encoder.py (and quantize.py, its int8 layers, and reranker.py, the artifact's second reading)
-import torch, only encoder.py transformers, only index.py faiss."""
+the engine; only encoder.py (and quantize.py and prepack.py, the layers it swaps in, and reranker.py, the
+artifact's second reading) import torch, only encoder.py transformers, only index.py faiss."""
 
 from __future__ import annotations
 
@@ -53,8 +53,9 @@ def test_layer_boundaries(folder, forbidden):
 
 
 @pytest.mark.parametrize(("module", "owners"), [
-    # quantize: the int8 layers the encoder swaps in; reranker: the artifact's second reading (match head)
-    ("torch", {"engine/encoder.py", "engine/quantize.py", "engine/reranker.py"}),
+    # quantize, prepack: the int8 and prepacked layers the encoder swaps in; reranker: the artifact's second
+    # reading (match head)
+    ("torch", {"engine/encoder.py", "engine/quantize.py", "engine/prepack.py", "engine/reranker.py"}),
     ("transformers", {"engine/encoder.py"}),
     ("faiss", {"corpus/index.py"}),
 ])
