@@ -91,3 +91,26 @@ def test_a_batch_is_timed_with_every_worker_busy_and_counted_per_pass():
     (m,) = measurements
     # The fake clock runs the two passes back to back, so wall time over workers is exactly one pass.
     assert m.seconds == pytest.approx((0.01 + 10e-3, 0.01 + 128e-3))
+
+
+def test_every_timed_pass_runs_on_a_pool_thread_not_the_callers():
+    """Served passes run on the batcher's worker threads; a 2-thread pass timed on the main thread measured
+    0.7x its time on another thread (machine A), so the calibration must time where it serves."""
+    import threading
+
+    caller = threading.get_ident()
+    where: list[int] = []
+
+    class Recording(Timed):
+        def encode(self, batch):
+            if not (batch and batch[0] == "parity"):
+                where.append(threading.get_ident())
+            return super().encode(batch)
+
+    clock, threads, log = FakeClock(), [1], []
+    batches = [[TokenizedText((1,) * 10, None, False)], [TokenizedText((1,) * 16, None, False)] * 8]
+    measure([Candidate("float32", 2, workers=1), Candidate("float32", 1, workers=2)],
+            build=lambda dtype: Recording(dtype, clock, threads, log),
+            set_threads=lambda n: threads.__setitem__(0, n), timed_batches=batches,
+            parity_batch=["parity"] * 3, reference=REFERENCE, rounds=2, clock=clock)
+    assert where and caller not in where
