@@ -33,7 +33,8 @@ class ComputeChoice(BaseModel):
                          "kept only where the model reproduced its padded vectors at load).")
     prepacked: bool = Field(description="Linear weights held in oneDNN's packed layout (FLIPMATCH_CPU_PREPACK, kept "
                             "only where the forward reproduced the eager vectors at load).")
-    calibration_seconds: float = Field(description="Time the calibration took at start-up.")
+    calibration_seconds: float = Field(description="Start-up time the calibration added after the first model load: "
+                                       "the other dtypes' loads, the parity checks and the timed rounds.")
     candidates: list[CalibrationCandidate] = Field(description="Every timed configuration.")
 
 

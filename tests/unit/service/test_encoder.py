@@ -197,3 +197,21 @@ def test_requested_forward_workers_are_the_layout_the_calibration_times(tiny_art
     info = encoder.info
     assert info.forward_workers == 1 and [row.workers for row in info.calibration] == [1]
     assert info.selection == "dtype requested, threads requested, workers requested"
+
+
+def test_the_calibration_loads_the_tokenizer_once(tiny_artifact, monkeypatch):
+    """Each candidate dtype gets its own model but shares one tokenizer (Gemma's took ~3 s to load)."""
+    from service.engine import encoder as encoder_module
+
+    real = encoder_module.AutoTokenizer.from_pretrained
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(encoder_module.AutoTokenizer, "from_pretrained", counting)
+    info = load_encoder(str(tiny_artifact), device="cpu", dtype="auto", cpu_threads=1, calibration_rounds=1).info
+    assert {row.dtype for row in info.calibration} >= {"float32", "bfloat16"}  # two encoders were built
+    assert len(calls) == 1
+    assert 0 < info.calibration_seconds
