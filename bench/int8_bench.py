@@ -71,7 +71,9 @@ def main() -> None:
     queries = load_queries(Path(args.data_dir))
     random.Random(0).shuffle(queries)
     torch.set_num_threads(1)
-    base = load_encoder(args.model, device="cpu", dtype="float32", cpu_threads=1)
+    # Eager nn.Linear layers: the int8 variants are built from them, as the service's int8 path quantizes before
+    # any prepacking (a prepacked model can be neither deep-copied nor quantized).
+    base = load_encoder(args.model, device="cpu", dtype="float32", cpu_threads=1, prepack=False)
     tokens = base.tokenize(queries[:256])
     batch = tokens[:32]
     reference = encode_all(base, tokens)
