@@ -25,6 +25,10 @@ from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
+# Query vectors x corpus vectors up to which a search runs on the event loop instead of hopping to a thread and
+# back (measured on machine A, one 256-d query, exact search: 20 µs over 1,000 vectors, 77 µs over 5,000).
+INLINE_SEARCH_VECTORS = 10_000
+
 # texts -> (raw vectors (N, D) float32, how many texts were truncated)
 EmbedFn = Callable[[Sequence[str]], Awaitable[tuple[np.ndarray, int]]]
 REEMBED_PAGE = 128
@@ -146,7 +150,10 @@ class CorpusRegistry:
             raise NotReady(f"corpus {name!r} is being re-embedded for the new model; retry shortly",
                            retry_after_s=30)
         started = time.perf_counter()
-        candidates = await asyncio.to_thread(snapshot.search, unit_rows(queries), k)
+        if len(queries) * len(snapshot) <= INLINE_SEARCH_VECTORS:  # microseconds: not worth a thread hop
+            candidates = snapshot.search(unit_rows(queries), k)
+        else:
+            candidates = await asyncio.to_thread(snapshot.search, unit_rows(queries), k)
         if self._metrics is not None:
             self._metrics.search_duration.labels(name).observe(time.perf_counter() - started)
         return live.record.config, candidates

@@ -130,3 +130,31 @@ def test_cancelling_a_request_drops_its_texts(fake_encoder):
     computed = [t for batch in encoder.calls for t in batch]
     assert "abandoned one" not in computed and "abandoned two" not in computed
     assert "after" in computed
+
+
+@pytest.mark.parametrize(("texts", "on_loop"), [(["How do I reset my PIN?"], True), (["word " * 500], False)])
+def test_short_inputs_are_tokenized_on_the_event_loop_and_long_ones_on_a_thread(fake_encoder, monkeypatch, texts,
+                                                                               on_loop):
+    """A chat question tokenizes in microseconds, less than a thread hop; 2,500 characters go to a thread."""
+    import threading
+
+    encoder = fake_encoder()
+    where: list[int] = []
+    real = encoder.tokenize
+
+    def recording(batch):
+        where.append(threading.get_ident())
+        return real(batch)
+
+    monkeypatch.setattr(encoder, "tokenize", recording)
+
+    async def scenario() -> int:
+        engine = await started(engine_for(encoder, max_text_chars=4000))
+        try:
+            await engine.embed(texts)
+            return threading.get_ident()
+        finally:
+            await engine.stop()
+
+    loop_thread = asyncio.run(scenario())
+    assert (where[-1] == loop_thread) is on_loop

@@ -249,3 +249,37 @@ def test_delete_removes_entries_files_and_metric_series(tmp_path):
         assert registry.info("faq").entries == 0
 
     run(scenario)
+
+
+@pytest.mark.parametrize(("inline_limit", "on_loop"), [(10_000, True), (5, False)])
+def test_small_searches_run_on_the_event_loop_and_large_ones_on_a_thread(tmp_path, monkeypatch, inline_limit,
+                                                                           on_loop):
+    """A search over a few thousand vectors takes microseconds, less than a thread hop; a big one must not block
+    the loop. Same results either way."""
+    import threading
+
+    from service.corpus import registry as registry_module
+    from service.corpus.snapshot import Snapshot
+
+    monkeypatch.setattr(registry_module, "INLINE_SEARCH_VECTORS", inline_limit)
+    where: list[int] = []
+    real = Snapshot.search
+
+    def recording(self, queries, k):
+        where.append(threading.get_ident())
+        return real(self, queries, k)
+
+    monkeypatch.setattr(Snapshot, "search", recording)
+    embed = FakeEmbed()
+
+    async def scenario() -> None:
+        registry = make_registry(tmp_path, embed)
+        await registry.load_all()
+        await registry.create("faq", CorpusConfig())
+        await registry.upsert("faq", ENTRIES)  # 6 vectors
+        _, (candidates,) = await registry.search("faq", query("forgot my pin", embed), 3)
+        assert candidates[0].entry_id == "pin"
+        assert (where[-1] == threading.get_ident()) is on_loop
+        await registry.close()
+
+    run(scenario)
