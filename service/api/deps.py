@@ -67,30 +67,33 @@ class AppState:
     reranker: Any = None  # engine.reranker.MatchReranker when the model has a match head (not imported: torch)
 
 
-def get_state(request: Request) -> AppState:
+# The dependencies are `async def` although they only read attributes: FastAPI runs a plain `def` dependency on its
+# thread pool, one thread hop per dependency per request, each a wake-up and GIL hand-offs while the forward
+# passes run (a search request made five such hops).
+async def get_state(request: Request) -> AppState:
     return request.app.state.flipmatch  # type: ignore[no-any-return]
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> ServiceSettings:
+async def get_settings(state: StateDep) -> ServiceSettings:
     return state.settings
 
 
-def get_engine(state: StateDep) -> EmbeddingEngine:
+async def get_engine(state: StateDep) -> EmbeddingEngine:
     if state.engine is None or not state.readiness.engine_started or state.readiness.shutting_down:
         raise NotReady(f"the service is not ready ({state.readiness.reason()})")
     return state.engine
 
 
-def get_registry(state: StateDep) -> CorpusRegistry:
+async def get_registry(state: StateDep) -> CorpusRegistry:
     if state.registry is None or not state.readiness.corpora_loaded or state.readiness.shutting_down:
         raise NotReady(f"corpora are not available yet ({state.readiness.reason()})")
     return state.registry
 
 
-def get_calibrator(state: StateDep, _ready: Annotated[CorpusRegistry, Depends(get_registry)]) -> Calibrator:
+async def get_calibrator(state: StateDep, _ready: Annotated[CorpusRegistry, Depends(get_registry)]) -> Calibrator:
     assert state.calibrator is not None  # set with the registry, so ready corpora imply a calibrator
     return state.calibrator
 
@@ -122,7 +125,7 @@ def _same(given: str, key: str | None) -> bool:
     return key is not None and hmac.compare_digest(given.encode(), key.encode())  # constant time
 
 
-def require_admin(
+async def require_admin(
     state: StateDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)],
     api_key: Annotated[str | None, Depends(_admin_api_key)],
@@ -145,7 +148,7 @@ def require_admin(
     raise Unauthorized("the API key is not valid", code="invalid_api_key")
 
 
-def require_query(
+async def require_query(
     state: StateDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_query_bearer)],
     api_key: Annotated[str | None, Depends(_query_api_key)],
