@@ -129,6 +129,7 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
         await engine.start()
         state.metrics.model_info.labels(info.model, info.device, info.dtype, str(info.dimension),
                                         str(info.threads or ""), str(engine.forward_workers), str(info.packed).lower(),
+                                        str(info.prepacked).lower(),
                                         info.selection).set(1)
         state.engine = engine
         state.readiness.engine_started = True

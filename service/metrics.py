@@ -73,8 +73,9 @@ class Metrics:
         self.model_info = Gauge(
             "flipmatch_model_info", "The served model and how its dtype, threads per forward pass and concurrent "
             "passes (workers) were chosen (selection: requested or measured by the start-up calibration); packed: "
-            "passes run unpadded. Value is always 1.",
-            ["model", "device", "dtype", "dimension", "threads", "workers", "packed", "selection"], registry=r,
+            "passes run unpadded; prepacked: linear weights in oneDNN's packed layout. Value is always 1.",
+            ["model", "device", "dtype", "dimension", "threads", "workers", "packed", "prepacked", "selection"],
+            registry=r,
         )
         self.cache_hits = Counter(
             "flipmatch_query_cache_hits_total", "Texts answered from the query embedding cache.", registry=r

@@ -97,7 +97,8 @@ def test_metrics_after_traffic_use_route_templates(client):
                  "flipmatch_queue_rejections_total", "flipmatch_truncated_texts_total",
                  'flipmatch_corpus_entries{corpus="faq"} 1.0', 'flipmatch_corpus_vectors{corpus="faq"} 1.0',
                  'flipmatch_model_info{device="cpu",dimension="32",dtype="float32",model="encoder",packed="true",'
-                 f'selection="dtype requested, threads requested",threads="1",workers="{workers}"}} 1.0',
+                 'prepacked="true",selection="dtype requested, threads requested",threads="1",'
+                 f'workers="{workers}"}} 1.0',
                  "flipmatch_query_cache_hits_total", "flipmatch_query_cache_misses_total",
                  "flipmatch_decisions_total"):
         assert name in text, name
