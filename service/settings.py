@@ -58,7 +58,7 @@ class BatchingSettings(_Section):
     max_packed_tokens: int = Field(
         256,
         ge=1,
-        description="Tokens per packed forward pass (256-384 measured best on 2 cores, bench/results/layout.json). "
+        description="Tokens per packed forward pass (128-256 measured best on 2 cores, bench/results/layout.json). "
         "A packed row's attention grows with its square, so very long "
         "rows lose what packing saves; a text longer than this still gets a pass of its own.",
     )
@@ -220,8 +220,9 @@ class ServiceSettings(BaseSettings):
     cpu_prepack: bool = Field(
         True,
         description="Hold the CPU forward's linear weights in oneDNN's packed layout (float32 and bfloat16), kept "
-        "only where it reproduces the eager vectors at load (/v1/info -> compute.prepacked). Measured 1.49x "
-        "faster for a lone question in bf16 on 2-core AMD EPYC (docs/performance.md).",
+        "only where it reproduces the eager vectors at load (/v1/info -> compute.prepacked). Measured 1.38x "
+        "faster for a lone question, 1.06x for 12-question passes, in bf16 on a 2-core AMD EPYC "
+        "(bench/results/layout.json).",
     )
     dev_mode: bool = Field(
         False, description="Open write routes when no admin key is configured. Never in production."

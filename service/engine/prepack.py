@@ -2,8 +2,8 @@
 blocked layout, and every pass calls oneDNN's linear on it directly (what torch.compile's CPU freezing does, here
 without a compiler).
 
-Why: measured, not derived. On machine A (AMD EPYC, bf16, one thread) one Banking77 question took 26.2 ms eager
-and 17.6 ms prepacked, 12 questions 130.8 against 124.9 ms (docs/performance.md, bench.layout_bench). Our reading:
+Why: measured, not derived. On machine A (AMD EPYC, bf16) `bench.layout_bench` ran a lone Banking77 question 1.38x
+faster prepacked on one thread, and 12-question passes 1.06x (bench/results/layout.json). Our reading:
 eager `F.linear` prepares the weight for the GEMM on every call, which matters most when a pass is a few dozen
 tokens. The arithmetic is the same (cosine 1.0 against eager); the encoder still checks it at load and puts the
 eager modules back where a CPU's oneDNN rejects the dtype or differs.
