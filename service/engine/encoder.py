@@ -91,13 +91,18 @@ class Encoder:
         self._pad_id = int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))
         self._dense = [(_load_dense(d, self.device), d.activation) for d in spec.dense]
         self.dimension = spec.dense[-1].out_features if spec.dense else int(self.model.config.hidden_size)
+        checks = self.tokenize(CALIBRATION_TEXTS)  # texts of different lengths for the load-time checks
         if dtype == "int8":  # calibrated on FAQ-style texts through the float32 model, then quantized
             from service.engine.quantize import quantize_int8
 
-            self.model = quantize_int8(self.model, self._collate(self.tokenize(CALIBRATION_TEXTS)))
+            self.model = quantize_int8(self.model, self._collate(checks))
         # CPU only: measured there (docs/performance.md); on CUDA padding is cheap and packing is unmeasured.
-        self.prepacked = prepack and self.device == "cpu" and self._prepack_linears()
-        self.packed = packing and self.device == "cpu" and self._packing_reproduces_padding()
+        cpu = self.device == "cpu"
+        padded = self.encode(checks, packed=False) if cpu and (prepack or packing) else None
+        self.prepacked = False
+        if cpu and prepack:
+            self.prepacked, padded = self._prepack_linears(checks, padded)
+        self.packed = cpu and packing and self._packing_reproduces_padding(checks, padded)
         self._info = EncoderInfo(
             model=spec.name, dimension=self.dimension, device=self.device, dtype=dtype,
             max_seq_length=self.max_seq_length, fingerprint=spec.fingerprint,
@@ -240,38 +245,38 @@ class Encoder:
             return 1, sum(t.n_tokens for t in batch)
         return padded_shape(batch)
 
-    def _prepack_linears(self) -> bool:
-        """Swap in oneDNN-prepacked linear layers (engine/prepack.py) where they reproduce the eager vectors on
-        texts of different lengths; otherwise keep the eager ones."""
-        batch = self.tokenize(CALIBRATION_TEXTS)
-        eager = self.encode(batch, packed=False)
+    def _prepack_linears(self, batch: Sequence[TokenizedText], eager: np.ndarray) -> tuple[bool, np.ndarray]:
+        """Swap in oneDNN-prepacked linear layers (engine/prepack.py) where they reproduce `eager`, the padded
+        vectors of `batch`; otherwise keep the eager ones. Returns whether they were kept and the padded vectors
+        of the model as it now stands (the packing check's reference)."""
         try:
             swapped = prepack_linears(self.model)
         except Exception:  # a torch build or CPU without oneDNN support for this dtype
             logger.warning("prepacking the linear layers failed; keeping eager ones", exc_info=True)
-            return False
+            return False, eager
         if not swapped:
-            return False
+            return False, eager
         try:
-            cosine = min_cosine(self.encode(batch, packed=False), eager)
+            prepacked = self.encode(batch, packed=False)
+            cosine = min_cosine(prepacked, eager)
         except Exception:
             logger.warning("prepacked forward failed; keeping eager linear layers", exc_info=True)
             cosine = -1.0
         logger.info("prepack check dtype=%s layers=%d min_cosine=%.6f", self.dtype, len(swapped), cosine)
         if cosine < PREPACK_MIN_COSINE:
             restore(swapped)
-            return False
-        return True
+            return False, eager
+        return True, prepacked
 
-    def _packing_reproduces_padding(self) -> bool:
-        """Whether packed passes give the padded passes' vectors, on texts of different lengths. A model whose
-        masks ignore the position restarts fails and keeps padded batches. transformers 5 builds packed-sequence
-        masks from position_ids for causal and bidirectional models alike (Llama, Gemma, BERT all pass)."""
-        if "position_ids" not in inspect.signature(self.model.forward).parameters:
+    def _packing_reproduces_padding(self, batch: Sequence[TokenizedText], padded: np.ndarray | None) -> bool:
+        """Whether packed passes give `padded`, the padded passes' vectors of `batch` (texts of different lengths).
+        A model whose masks ignore the position restarts fails and keeps padded batches. transformers 5 builds
+        packed-sequence masks from position_ids for causal and bidirectional models alike (Llama, Gemma, BERT all
+        pass)."""
+        if padded is None or "position_ids" not in inspect.signature(self.model.forward).parameters:
             return False
-        batch = self.tokenize(CALIBRATION_TEXTS)
         try:
-            cosine = min_cosine(self.encode(batch, packed=True), self.encode(batch, packed=False))
+            cosine = min_cosine(self.encode(batch, packed=True), padded)
         except Exception:  # an architecture that rejects the packed layout: padded it is
             logger.warning("packed forward failed; serving padded batches", exc_info=True)
             return False
