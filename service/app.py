@@ -4,6 +4,7 @@ them on app.state, and reloads corpora (and demo corpora) in the background; rea
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -125,14 +126,21 @@ def create_app(settings: ServiceSettings, *, encoder: TextEncoder | None = None)
                                  max_wait_ms=b.max_wait_ms, max_queue=b.max_queue, max_text_chars=lim.max_text_chars,
                                  truncate=lim.truncate, metrics=state.metrics, cache=cache,
                                  batch_overhead_tokens=b.overhead_tokens(info.device, info.batch_overhead_tokens),
-                                 max_packed_tokens=b.max_packed_tokens, forward_workers=b.forward_workers)
+                                 max_packed_tokens=b.max_packed_tokens, forward_workers=b.forward_workers,
+                                 forward_processes=b.forward_processes)
         await engine.start()
         state.metrics.model_info.labels(info.model, info.device, info.dtype, str(info.dimension),
                                         str(info.threads or ""), str(engine.forward_workers), str(info.packed).lower(),
-                                        str(info.prepacked).lower(),
+                                        str(info.prepacked).lower(), str(engine.forward_processes).lower(),
                                         info.selection).set(1)
         state.engine = engine
         state.readiness.engine_started = True
+        # What start-up built (the model, tokenizer, libraries: ~440k objects with the Gemma default) lives as
+        # long as the process: a full collection scanned it for 240 ms, stalling every request; frozen, it is
+        # never scanned again.
+        gc.collect()
+        gc.freeze()
+        logger.info("froze %d start-up objects out of the garbage collector's scans", gc.get_freeze_count())
 
         async def embed(texts: Sequence[str]) -> tuple[np.ndarray, int]:
             result = await engine.embed_many(texts)

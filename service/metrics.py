@@ -73,8 +73,10 @@ class Metrics:
         self.model_info = Gauge(
             "flipmatch_model_info", "The served model and how its dtype, threads per forward pass and concurrent "
             "passes (workers) were chosen (selection: requested or measured by the start-up calibration); packed: "
-            "passes run unpadded; prepacked: linear weights in oneDNN's packed layout. Value is always 1.",
-            ["model", "device", "dtype", "dimension", "threads", "workers", "packed", "prepacked", "selection"],
+            "passes run unpadded; prepacked: linear weights in oneDNN's packed layout; processes: forward workers are "
+            "forked child processes. Value is always 1.",
+            ["model", "device", "dtype", "dimension", "threads", "workers", "packed", "prepacked", "processes",
+             "selection"],
             registry=r,
         )
         self.cache_hits = Counter(

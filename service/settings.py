@@ -55,6 +55,13 @@ class BatchingSettings(_Section):
         description="Forward passes that run at once. None: on CPU, the start-up calibration's choice (cores / "
         "threads per pass, shown in /v1/info); 1 on CUDA.",
     )
+    forward_processes: bool = Field(
+        True,
+        description="On Linux CPUs, run 1-thread forward workers as child processes forked after the model loads "
+        "(one GIL each; the weights are shared copy-on-write) instead of threads: on 2 cores this halved search p99 "
+        "under load (docs/performance.md). Shown in /v1/info -> compute.forward_processes. No effect on CUDA or "
+        "with more than one thread per pass.",
+    )
     max_packed_tokens: int = Field(
         256,
         ge=1,

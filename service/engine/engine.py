@@ -7,6 +7,7 @@ pass run off the event loop. Knows nothing about HTTP or settings objects: it is
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ import numpy as np
 
 from service.engine.batcher import DynamicBatcher
 from service.engine.cache import QueryCache, normalise
+from service.engine.forward_processes import ForwardProcesses
+from service.engine.forward_processes import supported as fork_supported
 from service.errors import ConfigError, InvalidInput
 from service.metrics import Metrics
 
@@ -105,6 +108,7 @@ class EmbeddingEngine:
         batch_overhead_tokens: float = 32.0,
         max_packed_tokens: int = 256,
         forward_workers: int | None = None,
+        forward_processes: bool = False,
         truncate: bool,
         metrics: Metrics | None = None,
         cache: QueryCache | None = None,
@@ -122,8 +126,12 @@ class EmbeddingEngine:
         self._metrics = metrics
         self._cache = cache if cache is not None and cache.enabled else None
         self._bulk_chunk = max(1, min(max_queue // 2, max_batch_size * 4))
+        # Processes only for 1-thread CPU workers: a forked child cannot safely start an OpenMP team.
+        self._use_processes = (forward_processes and info.device == "cpu" and info.threads == 1
+                               and fork_supported())
+        self._processes: ForwardProcesses | None = None
         self.batcher = DynamicBatcher(
-            encoder.encode,
+            self._encode,
             max_batch_tokens=max_batch_tokens,
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
@@ -144,14 +152,41 @@ class EmbeddingEngine:
         """Forward passes that run at once (the setting, else the encoder's calibrated choice)."""
         return self.batcher.workers
 
+    @property
+    def forward_processes(self) -> bool:
+        """Forward passes run in forked child processes (engine/forward_processes.py), not on threads."""
+        return self._use_processes
+
+    @property
+    def forward_pids(self) -> list[int]:
+        return self._processes.pids if self._processes is not None else []
+
+    def _encode(self, batch: Sequence[TokenizedText]) -> np.ndarray:
+        if self._processes is not None:
+            return self._processes.encode(batch)
+        return self._encoder.encode(batch)
+
+    def _prepare_child(self) -> None:
+        gc.freeze()  # the inherited objects are never collected there: their pages stay shared with the parent
+        prepare = getattr(self._encoder, "prepare_thread", None)
+        if prepare is not None:
+            prepare()
+
     async def start(self) -> None:
-        """Warm-up forward pass (first-call allocations, lazy kernels), then start batching."""
+        """Warm-up forward pass (first-call allocations, lazy kernels), fork the forward processes if used (they
+        inherit the warm model), then start batching."""
         await asyncio.to_thread(lambda: self._encoder.encode(self._encoder.tokenize(["warm-up"])))
+        if self._use_processes:
+            self._processes = ForwardProcesses(self._encoder.encode, self.batcher.workers, init=self._prepare_child)
         await self.batcher.start()
-        logger.info("engine started model=%s device=%s dtype=%s", self.info.model, self.info.device, self.info.dtype)
+        logger.info("engine started model=%s device=%s dtype=%s forward=%d %s", self.info.model, self.info.device,
+                    self.info.dtype, self.batcher.workers, "processes" if self._use_processes else "threads")
 
     async def stop(self) -> None:
-        await self.batcher.stop()
+        await self.batcher.stop()  # no pass is running after this: the children can be told to exit
+        if self._processes is not None:
+            await asyncio.to_thread(self._processes.close)
+            self._processes = None
 
     def _clip(self, texts: Sequence[str]) -> list[str]:
         too_long = [i for i, text in enumerate(texts) if len(text) > self._max_text_chars]

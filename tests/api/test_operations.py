@@ -30,6 +30,7 @@ def test_info(client):
     assert compute["forward_workers"] == compute["candidates"][0]["workers"] == available_cores()
     assert compute["packed"] is True
     assert compute["prepacked"] is True  # oneDNN's packed linear weights reproduced the eager vectors at load
+    assert compute["forward_processes"] is True  # 1-thread CPU workers on Linux run as forked children
 
 
 def test_repeated_queries_are_served_from_the_cache(client):
@@ -97,7 +98,7 @@ def test_metrics_after_traffic_use_route_templates(client):
                  "flipmatch_queue_rejections_total", "flipmatch_truncated_texts_total",
                  'flipmatch_corpus_entries{corpus="faq"} 1.0', 'flipmatch_corpus_vectors{corpus="faq"} 1.0',
                  'flipmatch_model_info{device="cpu",dimension="32",dtype="float32",model="encoder",packed="true",'
-                 'prepacked="true",selection="dtype requested, threads requested",threads="1",'
+                 'prepacked="true",processes="true",selection="dtype requested, threads requested",threads="1",'
                  f'workers="{workers}"}} 1.0',
                  "flipmatch_query_cache_hits_total", "flipmatch_query_cache_misses_total",
                  "flipmatch_decisions_total"):

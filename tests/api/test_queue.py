@@ -1,5 +1,6 @@
 """Back-pressure through HTTP: a full queue answers 429 with Retry-After, and a request whose client went away
-is dropped before compute. The forward pass is held so the queue fills deterministically."""
+is dropped before compute. The forward pass is held so the queue fills deterministically: on threads, since the
+hold is an event in this process."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ async def queue_depth(http) -> float:
 
 def test_full_queue_answers_429_with_retry_after(make_settings, held_encoder):
     settings = make_settings(limits={"max_texts": 2}, batching={"max_queue": 4, "max_wait_ms": 0,
-                                                                           "forward_workers": 1})
+                                                                           "forward_workers": 1,
+                                                                           "forward_processes": False})
     app = create_app(settings, encoder=held_encoder)
 
     async def scenario() -> None:
@@ -49,7 +51,8 @@ async def _equals(value, expected) -> bool:
 
 
 def test_a_disconnected_client_is_dropped_before_compute(make_settings, held_encoder):
-    app = create_app(make_settings(batching={"max_wait_ms": 0, "forward_workers": 1}), encoder=held_encoder)
+    app = create_app(make_settings(batching={"max_wait_ms": 0, "forward_workers": 1,
+                                                   "forward_processes": False}), encoder=held_encoder)
 
     async def call_and_disconnect(disconnect: asyncio.Event) -> list[dict]:
         """A raw ASGI call whose client disconnects when `disconnect` is set."""

@@ -49,6 +49,7 @@ async def info(engine: EngineDep) -> InfoResponse:
     compute = ComputeChoice(
         selection=i.selection, reason=i.reason, threads=i.threads, batch_overhead_tokens=i.batch_overhead_tokens,
         packed=i.packed, prepacked=i.prepacked, forward_workers=engine.forward_workers,
+        forward_processes=engine.forward_processes,
         calibration_seconds=i.calibration_seconds,
         candidates=[CalibrationCandidate(dtype=c.dtype, threads=c.threads, workers=c.workers, ms=list(c.ms),
                                          min_cosine=c.min_cosine, passed=c.passed) for c in i.calibration])

@@ -26,6 +26,8 @@ class ComputeChoice(BaseModel):
     threads: int | None = Field(description="CPU threads per forward pass; null where not managed (CUDA).")
     forward_workers: int = Field(description="Forward passes that run at once (FLIPMATCH_BATCHING__FORWARD_WORKERS "
                                  "or the calibration's choice).")
+    forward_processes: bool = Field(description="Forward workers run as forked child processes, one GIL each "
+                                    "(FLIPMATCH_BATCHING__FORWARD_PROCESSES; 1-thread CPU workers on Linux).")
     batch_overhead_tokens: float | None = Field(
         description="Fixed cost per forward pass in padded tokens, fitted from the calibration timings "
         "(the batcher's cost model); null when not measured.")
