@@ -62,9 +62,8 @@ def min_cosine(a: list[list[float]], b: list[list[float]]) -> float:
     return min(cos(x, y) for x, y in zip(a, b, strict=True))
 
 
-def measure_corpus(url: str, train: list[str], args: argparse.Namespace, queries: list[str]) -> dict[str, object]:
-    """Bulk import rate (texts/s, embedding included), unloaded search latency (one client), and search latency
-    at 70% of search saturation (open loop)."""
+def import_corpus(url: str, train: list[str], args: argparse.Namespace) -> dict[str, float]:
+    """Create the `bench` corpus from training questions: the bulk import rate (texts/s, embedding included)."""
     admin = {"Authorization": f"Bearer {ADMIN}"}
     httpx.post(f"{url}/v1/corpora", json={"name": "bench"}, headers=admin, timeout=30).raise_for_status()
     texts = train[: args.bulk_texts]
@@ -73,10 +72,16 @@ def measure_corpus(url: str, train: list[str], args: argparse.Namespace, queries
     httpx.post(f"{url}/v1/corpora/bench/import", content=lines.encode(), timeout=600,
                headers={**admin, "Content-Type": "application/x-ndjson"}).raise_for_status()
     bulk_seconds = time.perf_counter() - started
+    return {"bulk_texts": len(texts), "bulk_seconds": bulk_seconds, "bulk_texts_per_s": len(texts) / bulk_seconds}
+
+
+def corpus_round(url: str, args: argparse.Namespace, queries: list[str], offset: int) -> dict[str, object]:
+    """One round: unloaded search latency (one client), search saturation (closed loop, concurrency 32), then
+    search latency at 70% of that saturation (open loop, evenly spaced arrivals)."""
     search = f"{url}/v1/corpora/bench/search"
 
     def body(i: int) -> dict[str, object]:
-        return {"query": queries[i % len(queries)], "top_k": 5}
+        return {"query": queries[(offset + i) % len(queries)], "top_k": 5}
 
     unloaded = asyncio.run(run_level("search unloaded", search, body, concurrency=1, requests=200,
                                      max_seconds=args.level_seconds))
@@ -85,12 +90,32 @@ def measure_corpus(url: str, train: list[str], args: argparse.Namespace, queries
     rate = 0.7 * saturated.throughput
     at70 = asyncio.run(run_open_loop("search at 70%", search, lambda i: body(i + 2000), rate=rate,
                                      requests=max(50, int(rate * args.level_seconds))))
-    logger.info("bulk %.1f texts/s; search unloaded %s; saturation %s; at 70%% %s", len(texts) / bulk_seconds,
-                unloaded, saturated, at70)
-    return {"bulk_texts": len(texts), "bulk_seconds": bulk_seconds, "bulk_texts_per_s": len(texts) / bulk_seconds,
-            "search_unloaded": unloaded.as_dict(), "search_saturation": saturated.as_dict(),
+    logger.info("search unloaded %s; saturation %s; at 70%% %s", unloaded, saturated, at70)
+    return {"search_unloaded": unloaded.as_dict(), "search_saturation": saturated.as_dict(),
             "search_at_70pct": {**at70.as_dict(), "rate": rate},
             "p99_at_70pct_over_unloaded_p50": at70.p99_ms / unloaded.p50_ms if unloaded.p50_ms else None}
+
+
+def summarise_corpus(bulk: dict[str, float], rounds: list[dict[str, object]]) -> dict[str, object]:
+    """The median round's measures (by the p99 ratio) at the top level, the ratio's median/min/max over rounds,
+    and every round."""
+    ratios = sorted(float(r["p99_at_70pct_over_unloaded_p50"] or 0) for r in rounds)
+    median_round = sorted(rounds, key=lambda r: float(r["p99_at_70pct_over_unloaded_p50"] or 0))[len(rounds) // 2]
+    return {**bulk, **median_round, "p99_ratio_over_rounds": {"median": ratios[len(ratios) // 2],
+                                                               "min": ratios[0], "max": ratios[-1]},
+            "rounds": rounds}
+
+
+def measure_corpora(systems_: list[systems.System], train: list[str], args: argparse.Namespace,
+                    queries: list[str]) -> dict[str, dict[str, object]]:
+    """Search latency under load, `args.corpus_rounds` rounds per server, interleaved (A, B, A, B ...): the p99
+    ratio of one 15-second open loop moves 2x between identical runs, so it is judged on the median round."""
+    bulk = {s.name: import_corpus(s.url, train, args) for s in systems_}
+    rounds: dict[str, list[dict[str, object]]] = {s.name: [] for s in systems_}
+    for r in range(args.corpus_rounds):
+        for s in systems_:
+            rounds[s.name].append(corpus_round(s.url, args, queries, offset=r * 5000))
+    return {name: summarise_corpus(bulk[name], rounds[name]) for name in rounds}
 
 
 def start_all(candidates: list[systems.System], stack: contextlib.ExitStack, args: argparse.Namespace,
@@ -192,7 +217,14 @@ def main() -> None:
                              "'flag-based choice:FLIPMATCH_DTYPE=bfloat16,FLIPMATCH_CPU_THREADS=1'")
     parser.add_argument("--variant-concurrency", type=int, nargs="+", default=[1, 32],
                         help="load levels for the --flipmatch-variant servers")
+    parser.add_argument("--corpus-rounds", type=int, default=3,
+                        help="rounds of the search-latency measure (unloaded, saturation, 70%%) per server")
+    parser.add_argument("--corpus-variant", action="append", default=[], metavar="LABEL",
+                        help="also measure search latency on this --flipmatch-variant, interleaved")
     args = parser.parse_args()
+    labels = {spec.partition(":")[0] for spec in args.flipmatch_variant}
+    if unknown := [label for label in args.corpus_variant if label not in labels]:
+        parser.error(f"--corpus-variant {unknown[0]!r} names no --flipmatch-variant (labels: {sorted(labels)})")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # httpx logs every request at INFO: on a 2-core box that is load-generator CPU taken from the server.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -240,7 +272,12 @@ def main() -> None:
         extra["ratios"], extra["mean_batch_size"] = ratios, batches
         main_fm = next((s for s in up if s.name == "flipmatch"), None)
         if main_fm is not None:
-            extra["corpus"] = measure_corpus(main_fm.url, train, args, queries)
+            named = {f"flipmatch ({label})" for label in args.corpus_variant}
+            compared = [main_fm, *(s for s in up if s.name in named)]
+            corpora = measure_corpora(compared, train, args, queries)
+            extra["corpus"] = corpora.pop(main_fm.name)
+            if corpora:
+                extra["corpus_variants"] = corpora
             cached = next((s for s in up if s.name == CACHED), None)
             if cached is not None:
                 extra["query_cache"] = measure_cache(cached, main_fm, queries, args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.machine import label
@@ -24,12 +25,13 @@ def serve_tables(serve: dict) -> str:
             f"| {k} | {v:.1f} |\n" for k, v in batches.items()))
     info = serve.get("flipmatch_info") or {}
     if info:
-        rows = ["| server | dtype | threads per pass | passes at once | packed | selection | "
-                "fitted overhead (tokens) | calibration s |", "|---|---|---:|---:|---|---|---:|---:|"]
+        rows = ["| server | dtype | threads per pass | passes at once | passes run in | packed | selection | "
+                "fitted overhead (tokens) | calibration s |", "|---|---|---:|---:|---|---|---|---:|---:|"]
         for name, i in info.items():
             c = i.get("compute", {})
             overhead = c.get("batch_overhead_tokens")
             rows.append(f"| {name} | {i['dtype']} | {c.get('threads')} | {c.get('forward_workers', 1)} | "
+                        f"{'processes' if c.get('forward_processes') else 'threads'} | "
                         f"{'yes' if c.get('packed') else 'no'} | {c.get('selection')} | "
                         f"{'n/a' if overhead is None else format(overhead, '.1f')} | "
                         f"{c.get('calibration_seconds', 0):.1f} |")
@@ -47,15 +49,7 @@ def serve_tables(serve: dict) -> str:
             parts.append("\n".join(cand) + "\n")
     corpus = serve.get("corpus")
     if corpus and "search_unloaded" in corpus:  # results files from before issue 14 lack it
-        u, s, a = corpus["search_unloaded"], corpus["search_saturation"], corpus["search_at_70pct"]
-        parts.append(
-            "| measure | value |\n|---|---:|\n"
-            f"| bulk import (texts/s, embedding included) | {corpus['bulk_texts_per_s']:.1f} |\n"
-            f"| search unloaded (1 client): p50 / p99 ms | {u['p50_ms']:.1f} / {u['p99_ms']:.1f} |\n"
-            f"| search saturation (concurrency 32) | {s['throughput']:.1f} req/s, p99 {s['p99_ms']:.0f} ms |\n"
-            f"| search at 70% of saturation ({a['rate']:.1f} req/s offered): p50 / p99 ms | "
-            f"{a['p50_ms']:.1f} / {a['p99_ms']:.1f} |\n"
-            f"| p99 at 70% / unloaded p50 | {corpus['p99_at_70pct_over_unloaded_p50']:.2f}x |\n")
+        parts.append(corpus_table({"flipmatch": corpus, **(serve.get("corpus_variants") or {})}))
     cache = serve.get("query_cache")
     if cache:
         levels = [LevelResult(**row) for row in cache["levels"]]
@@ -66,6 +60,34 @@ def serve_tables(serve: dict) -> str:
                      f"throughput {t.get('median', float('nan')):.2f}x (rounds {t.get('min', 0):.2f}-"
                      f"{t.get('max', 0):.2f}x)\n\n" + markdown_table(levels))
     return "\n".join(parts)
+
+
+def corpus_table(servers: dict[str, dict]) -> str:
+    """Search latency per server: the median round's measures, and the p99 ratio's median (min-max) over rounds
+    where the file has rounds."""
+    def ratio(c: dict) -> str:
+        spread = c.get("p99_ratio_over_rounds")
+        if not spread:
+            return f"{c['p99_at_70pct_over_unloaded_p50']:.2f}x"
+        return (f"{spread['median']:.2f}x ({spread['min']:.2f}-{spread['max']:.2f}x, "
+                f"{len(c['rounds'])} rounds)")
+
+    names = list(servers)
+    rows = ["| measure | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+
+    def row(label: str, cell: Callable[[dict], str]) -> None:
+        rows.append(f"| {label} | " + " | ".join(cell(servers[n]) for n in names) + " |")
+
+    row("bulk import (texts/s, embedding included)", lambda c: f"{c['bulk_texts_per_s']:.1f}")
+    row("search unloaded (1 client): p50 / p99 ms",
+        lambda c: f"{c['search_unloaded']['p50_ms']:.1f} / {c['search_unloaded']['p99_ms']:.1f}")
+    row("search saturation (concurrency 32)", lambda c: f"{c['search_saturation']['throughput']:.1f} req/s, "
+        f"p99 {c['search_saturation']['p99_ms']:.0f} ms")
+    row("search at 70% of saturation: offered req/s; p50 / p99 ms",
+        lambda c: f"{c['search_at_70pct']['rate']:.1f}; {c['search_at_70pct']['p50_ms']:.1f} / "
+        f"{c['search_at_70pct']['p99_ms']:.1f}")
+    row("**p99 at 70% / unloaded p50**", ratio)
+    return "\n".join(rows) + "\n"
 
 
 def encoder_table(enc: dict) -> str:
