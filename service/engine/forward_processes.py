@@ -132,13 +132,13 @@ class ForwardProcesses:
         batch = list(batch)
         child = self._idle.get()
         try:
-            child.conn.send(batch)
-        except OSError:  # it died while idle: nothing was lost, so the pass goes to its replacement
-            child = self._replace(child)
-            child.conn.send(batch)
-        try:
+            try:
+                child.conn.send(batch)
+            except OSError:  # it died while idle: nothing was lost, so the pass goes to its replacement
+                child = self._replace(child)
+                child.conn.send(batch)
             ok, value = child.conn.recv()
-        except (EOFError, OSError) as err:
+        except (EOFError, OSError) as err:  # the replacement goes back to the idle queue: no worker is lost
             self._replace(child, idle=True)
             raise ForwardProcessFailed(
                 f"the forward process died during the pass (exit code {child.process.exitcode})") from err

@@ -39,10 +39,26 @@ def call(method: str, url: str, body: Any = None, *, key: str | None = ADMIN, ti
             return err.code, payload.decode(errors="replace")
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of a process (Linux /proc; no psutil needed)."""
-    with open(f"/proc/{pid}/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def tree_memory_bytes(pid: int) -> int:
+    """Memory of a server and its forward processes: the sum of their proportional set sizes (PSS), so the
+    weights the children share copy-on-write with the parent count once, not once per process (Linux /proc;
+    no psutil needed)."""
+    total = 0
+    for p in [pid, *child_pids(pid)]:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("Pss:")) * 1024
+        except (FileNotFoundError, ProcessLookupError, StopIteration):  # a child that just exited
+            pass
+    return total
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except FileNotFoundError:
+        return []
 
 
 def record_figures(file: str, name: str, figures: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Soak: the real server (MiniLM-L6 by default) under a steady mixed load at a fraction of its measured saturation
-for a bounded time, sampling its resident memory once a second. Passes when no request fails and memory after
-warm-up stays within 10% of where it settled.
+for a bounded time, sampling its memory (PSS of the server and its forward processes) once a second. Passes when
+no request fails and memory after warm-up stays within 10% of where it settled.
 
     .venv/bin/python tests/hardening/soak.py --duration 600 --load 0.7 [--out soak.json]   # `make soak`
 
@@ -22,10 +22,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the repository: tests.fixtures
 
-from live_server import ADMIN, LiveServer, call, rss_bytes  # noqa: E402
+from live_server import ADMIN, LiveServer, call, tree_memory_bytes  # noqa: E402
 from load import RequestFn, open_loop, quantile, saturation, texts  # noqa: E402
 
-RSS_TOLERANCE = 0.10
+MEMORY_TOLERANCE = 0.10
 ENTRIES = 20  # upserts cycle over these ids: the corpus does not grow, so memory should not either
 
 
@@ -64,13 +64,14 @@ def run_soak(*, duration_s: float, load: float, model: Path, workdir: Path,
         started = time.monotonic()
 
         def sample() -> None:
-            samples.append((time.monotonic() - started, rss_bytes(server.pid)))
+            samples.append((time.monotonic() - started, tree_memory_bytes(server.pid)))
 
         phase = asyncio.run(open_loop(url, rate_per_s=load * rate, duration_s=duration_s, make=make,
                                       headers=headers, on_tick=sample))
         sample()
         alive = server.process is not None and server.process.poll() is None
-        # Baseline: median RSS over 20-30% of the run (after warm-up); end: the highest sample in the last 30%.
+        # Memory: PSS of the server and its forward processes. Baseline: the median over 20-30% of the
+        # run (after warm-up); end: the highest sample in the last 30%.
         baseline = statistics.median(r for t, r in samples if 0.2 * duration_s <= t <= 0.3 * duration_s)
         end = max(r for t, r in samples if t >= 0.7 * duration_s)
         statuses = phase.by_status()
@@ -81,16 +82,16 @@ def run_soak(*, duration_s: float, load: float, model: Path, workdir: Path,
             "saturation_statuses": closed.by_status(), "requests": len(phase.outcomes), "statuses": statuses,
             "errors": sum(c for s, c in statuses.items() if s not in (200, 201)),
             "p50_ms": round(1000 * quantile(ok, 0.5), 1), "p99_ms": round(1000 * quantile(ok, 0.99), 1),
-            "rss_start_mb": round(samples[0][1] / 2**20, 1), "rss_baseline_mb": round(baseline / 2**20, 1),
-            "rss_end_max_mb": round(end / 2**20, 1), "rss_max_mb": round(max(r for _, r in samples) / 2**20, 1),
-            "rss_growth": round(end / baseline - 1, 4), "rss_samples": len(samples), "alive": alive,
+            "memory_start_mb": round(samples[0][1] / 2**20, 1), "memory_baseline_mb": round(baseline / 2**20, 1),
+            "memory_end_max_mb": round(end / 2**20, 1), "memory_max_mb": round(max(r for _, r in samples) / 2**20, 1),
+            "memory_growth": round(end / baseline - 1, 4), "memory_samples": len(samples), "alive": alive,
         }
     finally:
         server.stop()
 
 
 def passed(result: dict[str, Any]) -> bool:
-    return result["alive"] and result["errors"] == 0 and result["rss_growth"] <= RSS_TOLERANCE
+    return result["alive"] and result["errors"] == 0 and result["memory_growth"] <= MEMORY_TOLERANCE
 
 
 def main() -> int:
