@@ -104,7 +104,7 @@ bench-serve: setup
 bench-train: setup
 	$(BIN)/python -m bench.train_bench --out $(BENCH_OUT)
 
-## Soak (issue 6): 10 minutes at 70% of measured saturation; fails on any error or RSS growth > 10%.
+## Soak (issue 6): 10 minutes at 70% of measured saturation; fails on any error or memory growth > 10% (PSS of the server and its forward processes).
 soak: setup
 	$(BIN)/python tests/hardening/soak.py --duration 600 --load 0.7
 
