@@ -55,8 +55,10 @@ def _close_inherited_sockets(keep: int) -> None:
 
 
 def _child_main(conn: Connection, encode: EncodeFn, init: Callable[[], None] | None) -> None:
+    # Ctrl+C reaches the whole process group and `systemctl stop` the whole cgroup: the parent drains its passes
+    # and then tells each child to exit, so a child that stopped at once would fail the passes being drained.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _close_inherited_sockets(conn.fileno())
     if init is not None:
         init()

@@ -118,6 +118,19 @@ def test_a_child_holds_no_socket_but_its_own_pipe():
         listener.close()
 
 
+def test_children_leave_sigterm_and_sigint_to_the_parent():
+    """A stop signal sent to the whole group (Ctrl+C, systemctl) must not end the passes the parent drains."""
+    pool = ForwardProcesses(pid_and_sum, 1)
+    try:
+        [pid] = pool.pids
+        pool.encode([0])  # past its start-up, where the handlers are set
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
+        assert pool.encode([2, 2]) == (pid, 4)
+    finally:
+        pool.close()
+
+
 def test_close_stops_every_child():
     pool = ForwardProcesses(pid_and_sum, 2)
     pids = pool.pids
