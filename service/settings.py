@@ -58,9 +58,9 @@ class BatchingSettings(_Section):
     forward_processes: bool = Field(
         True,
         description="On Linux CPUs, run 1-thread forward workers as child processes forked after the model loads "
-        "(one GIL each; the weights are shared copy-on-write) instead of threads: on 2 cores this halved search p99 "
-        "under load (docs/performance.md). Shown in /v1/info -> compute.forward_processes. No effect on CUDA or "
-        "with more than one thread per pass.",
+        "(one GIL each; the weights are shared copy-on-write) instead of threads: lower search p99 under load, a "
+        "little slower for a lone request (docs/performance.md, measured side by side by make bench-serve). "
+        "Shown in /v1/info -> compute.forward_processes. No effect on CUDA or with more than one thread per pass.",
     )
     max_packed_tokens: int = Field(
         256,

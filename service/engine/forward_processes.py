@@ -1,8 +1,8 @@
 """Forward passes in forked child processes, one per batcher worker: each child has its own GIL.
 
 Why: with two 1-thread forward workers as threads, each pass re-takes the GIL between torch ops, against the
-other worker and the event loop. On a 2-core CPU at 93 search req/s, search p99 fell from 204-236 ms (threads) to
-107-116 ms (processes), and at 110 req/s from 598-691 ms to 164-170 ms (docs/performance.md).
+other worker and the event loop. `make bench-serve` measures both side by side (the "forward threads" variant;
+bench/results/serve.json, docs/performance.md section 0).
 
 Children are forked after the model is loaded, checked and warmed up: they share its weights copy-on-write and
 start in milliseconds. A child runs one thread (torch's OpenMP pool is not fork-safe), so the engine uses
