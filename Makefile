@@ -92,12 +92,13 @@ bench-serve: setup
 	$(BIN)/python -m bench.layout_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)
 	$(BIN)/python -m bench.serve_bench --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT) \
 		--infinity-venv $(INFINITY_VENV) --flipmatch-env $(BENCH_FLIPMATCH_ENV) --rounds $(BENCH_ROUNDS) \
-		--flipmatch-variant "flag-based choice:FLIPMATCH_DTYPE=bfloat16,FLIPMATCH_CPU_THREADS=1,FLIPMATCH_BATCHING__FORWARD_WORKERS=1,FLIPMATCH_BATCHING__PACKING=false,FLIPMATCH_CPU_PREPACK=false,FLIPMATCH_BATCHING__FORWARD_PROCESSES=false" \
-		--flipmatch-variant "before packing and workers:FLIPMATCH_CPU_THREADS=2,FLIPMATCH_BATCHING__FORWARD_WORKERS=1,FLIPMATCH_BATCHING__PACKING=false,FLIPMATCH_CPU_PREPACK=false,FLIPMATCH_BATCHING__FORWARD_PROCESSES=false" \
+		--flipmatch-variant "flag-based choice:FLIPMATCH_DTYPE=bfloat16,FLIPMATCH_CPU_THREADS=1,FLIPMATCH_BATCHING__FORWARD_WORKERS=1,FLIPMATCH_BATCHING__PACKING=false,FLIPMATCH_CPU_PREPACK=false,FLIPMATCH_BATCHING__FORWARD_PROCESSES=false,FLIPMATCH_BATCHING__MAX_WAIT_MS=25" \
+		--flipmatch-variant "before packing and workers:FLIPMATCH_CPU_THREADS=2,FLIPMATCH_BATCHING__FORWARD_WORKERS=1,FLIPMATCH_BATCHING__PACKING=false,FLIPMATCH_CPU_PREPACK=false,FLIPMATCH_BATCHING__FORWARD_PROCESSES=false,FLIPMATCH_BATCHING__MAX_WAIT_MS=25" \
 		--flipmatch-variant "eager linears:FLIPMATCH_CPU_PREPACK=false" \
 		--flipmatch-variant "forward threads:FLIPMATCH_BATCHING__FORWARD_PROCESSES=false" \
 		--flipmatch-variant "int8 opted in:FLIPMATCH_DTYPE=int8" \
-		--corpus-variant "forward threads"
+		--flipmatch-variant "coalescing wait 25 ms:FLIPMATCH_BATCHING__MAX_WAIT_MS=25" \
+		--corpus-variant "forward threads" --corpus-variant "coalescing wait 25 ms"
 	$(BIN)/python -m bench.precision_quality --model $(BENCH_MODEL) --data-dir $(BENCH_DATA) --out $(BENCH_OUT)/precision.json
 
 ## Training throughput (issue 11): round-one loop vs today's default, interleaved rounds, into bench/results/train.json.

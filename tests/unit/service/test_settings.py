@@ -23,7 +23,7 @@ def test_defaults_match_the_documented_contract(clean_env):
                                                                "0.0.0.0", 8000)
     assert (s.device, s.dtype, s.dev_mode, s.log_level, s.cors_origins) == ("auto", "auto", False, "info", [])
     b, lim = s.batching, s.limits
-    assert (b.max_batch_tokens, b.max_batch_size, b.max_wait_ms, b.max_queue) == (8192, 64, 25, 1024)
+    assert (b.max_batch_tokens, b.max_batch_size, b.max_wait_ms, b.max_queue) == (8192, 64, 0, 1024)
     assert b.overhead_tokens("cpu") == 32 and b.overhead_tokens("cuda") == 512  # unset: by device
     assert BatchingSettings(batch_overhead_tokens=0).overhead_tokens("cuda") == 0
     assert (lim.max_texts, lim.max_text_chars, lim.max_body_bytes, lim.truncate, lim.max_top_k) == (
