@@ -99,10 +99,13 @@ def corpus_round(url: str, args: argparse.Namespace, queries: list[str], offset:
 def summarise_corpus(bulk: dict[str, float], rounds: list[dict[str, object]]) -> dict[str, object]:
     """The median round's measures (by the p99 ratio) at the top level, the ratio's median/min/max over rounds,
     and every round."""
-    ratios = sorted(float(r["p99_at_70pct_over_unloaded_p50"] or 0) for r in rounds)
-    median_round = sorted(rounds, key=lambda r: float(r["p99_at_70pct_over_unloaded_p50"] or 0))[len(rounds) // 2]
-    return {**bulk, **median_round, "p99_ratio_over_rounds": {"median": ratios[len(ratios) // 2],
-                                                               "min": ratios[0], "max": ratios[-1]},
+    def ratio(r: dict[str, object]) -> float:
+        return float(r["p99_at_70pct_over_unloaded_p50"] or 0)
+
+    ordered = sorted(rounds, key=ratio)
+    median_round = ordered[len(ordered) // 2]
+    return {**bulk, **median_round, "p99_ratio_over_rounds": {"median": ratio(median_round),
+                                                               "min": ratio(ordered[0]), "max": ratio(ordered[-1])},
             "rounds": rounds}
 
 

@@ -40,8 +40,8 @@ class BatchingSettings(_Section):
         description="Longest wait of the first queued text for others to join its batch. 0 (the default): a free "
         "worker takes whatever is queued at once; under load the queue grows into larger passes while the workers "
         "are busy. Above 0 the wait is adaptive: a lone text after a lone batch goes at once, and the wait ends "
-        "when as many texts wait as the last batch took (measured on 2 CPU cores: 25 ms cost 24% of the "
-        "throughput at concurrency 8 and 37% of the median search latency at 70% load; docs/performance.md).",
+        "when as many texts wait as the last batch took. On CPU a wait kept a worker idle while another ran: "
+        "make bench-serve measures the 25-ms window side by side (docs/performance.md, section 0).",
     )
     max_queue: int = Field(
         1024, ge=1, description="Texts waiting for a forward pass; beyond it requests get 429 + Retry-After."
